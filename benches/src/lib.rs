@@ -1,0 +1,1 @@
+//! Benchmarks, load generation and accuracy runs for Presage.

@@ -1,0 +1,117 @@
+use std::time::Duration;
+
+use super::*;
+
+fn problems(source: &str) -> Vec<String> {
+    ForecasterConfig::from_toml(source, "t.toml")
+        .unwrap_err()
+        .problems
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn empty_file_gives_defaults() {
+    let cfg = ForecasterConfig::from_toml("", "t.toml").unwrap();
+    assert_eq!(cfg, ForecasterConfig::default());
+    assert_eq!(cfg.server.http.to_string(), "127.0.0.1:9470");
+    assert_eq!(cfg.server.otlp_grpc.to_string(), "127.0.0.1:4317");
+    assert_eq!(cfg.server.otlp_http.to_string(), "127.0.0.1:4318");
+    assert_eq!(cfg.limits.max_series, 100_000);
+    assert_eq!(cfg.limits.max_request_body, ByteSize::mib(16));
+    assert_eq!(cfg.storage.retention, Duration::from_secs(14 * 86_400));
+    assert_eq!(cfg.model.step, Duration::from_secs(60));
+}
+
+#[test]
+fn design_document_keys_parse() {
+    let cfg = ForecasterConfig::from_toml(
+        r#"
+[server]
+otlp_grpc = "127.0.0.1:14317"
+otlp_http = "127.0.0.1:14318"
+http = "127.0.0.1:19470"
+
+[storage]
+dir = "/var/lib/presage"
+retention = "7d"
+
+[model]
+step = "30s"
+
+[limits]
+max_series = 5000
+max_request_body = "4MiB"
+"#,
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(cfg.server.http.port(), 19470);
+    assert_eq!(cfg.storage.retention, Duration::from_secs(7 * 86_400));
+    assert_eq!(cfg.model.step, Duration::from_secs(30));
+    assert_eq!(cfg.limits.max_series, 5000);
+    assert_eq!(cfg.limits.max_request_body, ByteSize(4 << 20));
+}
+
+#[test]
+fn every_section_error_is_reported_with_its_position() {
+    let source = "[server]\nhtp = \"127.0.0.1:1\"\n\n[model]\nstep = 60\n\n[bogus]\nx = 1\n";
+    let got = problems(source);
+    assert_eq!(got.len(), 3, "{got:#?}");
+    assert!(
+        got[0].starts_with("2:1: `server`: unknown field `htp`"),
+        "{}",
+        got[0]
+    );
+    assert!(got[1].starts_with("5:8: `model`:"), "{}", got[1]);
+    assert!(
+        got[2].starts_with("7:2: `bogus`: unknown section"),
+        "{}",
+        got[2]
+    );
+}
+
+#[test]
+fn semantic_errors_point_at_the_key() {
+    let source = "[model]\nstep = \"2h\"\n[limits]\nmax_series = 0\n";
+    let got = problems(source);
+    assert_eq!(
+        got,
+        vec![
+            "2:1: `model.step`: must be between 1s and 1h, got 2h".to_string(),
+            "4:1: `limits.max_series`: must be at least 1".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn conflicting_addresses_are_rejected() {
+    let got = problems("[server]\nhttp = \"127.0.0.1:4318\"\n");
+    assert_eq!(got.len(), 1);
+    assert!(got[0].contains("server.http"), "{}", got[0]);
+    assert!(got[0].contains("server.otlp_http"), "{}", got[0]);
+}
+
+#[test]
+fn syntax_errors_are_located() {
+    let err = ForecasterConfig::from_toml("[server\nhttp = 1", "t.toml").unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with("t.toml:1:"), "{text}");
+}
+
+#[test]
+fn bad_duration_and_size_units_are_explained() {
+    let got = problems("[storage]\nretention = \"fortnight\"\n");
+    assert!(got[0].starts_with("2:13: `storage`:"), "{}", got[0]);
+    let got = problems("[limits]\nmax_request_body = \"3 parsecs\"\n");
+    assert!(got[0].contains("unknown size unit `parsecs`"), "{}", got[0]);
+}
+
+#[test]
+fn missing_file_is_a_read_error() {
+    let err =
+        ForecasterConfig::from_file(std::path::Path::new("/nonexistent/presage.toml")).unwrap_err();
+    assert!(matches!(err, Error::Read { .. }));
+    assert!(err.to_string().contains("/nonexistent/presage.toml"));
+}

@@ -1,0 +1,341 @@
+//! The HTTP API, remote_write, `/metrics` and health endpoints (listener 9470).
+//!
+//! JSON responses use Prometheus' envelope: `{"status":"success","data":…}` or
+//! `{"status":"error","errorType":…,"error":…}`.
+
+mod error;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Instant, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::{MatchedPath, RawQuery, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use serde_json::json;
+
+pub use error::ApiError;
+
+use crate::app::App;
+use crate::ingest::RejectReason;
+use crate::ingest::body;
+use crate::store::{Selector, SeriesInfo};
+use crate::telemetry::Protocol;
+
+/// Most series one `/api/v1/series` answer lists unless `limit` says otherwise.
+const DEFAULT_SERIES_LIMIT: usize = 1_000;
+/// Most series one `/api/v1/forecast` answer carries unless `limit` says otherwise.
+const DEFAULT_FORECAST_LIMIT: usize = 20;
+/// Hard cap on `limit`.
+const MAX_LIMIT: usize = 10_000;
+
+/// The router of the main HTTP listener.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/api/v1/series", get(series))
+        .route("/api/v1/forecast", get(forecast))
+        .route("/api/v1/logs", get(logs))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/write", post(remote_write))
+        .route("/metrics", get(metrics))
+        .route("/-/healthy", get(healthy))
+        .route("/-/ready", get(ready))
+        .fallback(not_found)
+        .with_state(app)
+}
+
+/// Adds request latency metrics to a router, labelled with `listener`.
+pub fn with_latency_metrics(router: Router, app: Arc<App>, listener: &'static str) -> Router {
+    router.layer(middleware::from_fn(move |req: Request, next: Next| {
+        let app = app.clone();
+        async move {
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+            let started = Instant::now();
+            let response = next.run(req).await;
+            app.telemetry.observe_http(
+                listener,
+                &route,
+                response.status().as_u16(),
+                started.elapsed().as_secs_f64(),
+            );
+            response
+        }
+    }))
+}
+
+type Params = Vec<(String, String)>;
+
+fn params(raw: Option<String>) -> Result<Params, ApiError> {
+    serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::bad_data(format!("invalid query string: {e}")))
+}
+
+fn param<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn limit(params: &Params, default: usize) -> Result<usize, ApiError> {
+    match param(params, "limit") {
+        None => Ok(default),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_data(format!(
+                "invalid limit `{v}`: expected a whole number from 1 to {MAX_LIMIT}"
+            ))),
+        },
+    }
+}
+
+/// A time as Unix seconds (`1700000000`, `1700000000.5`) or RFC 3339
+/// (`2023-11-14T22:13:20Z`), in milliseconds.
+fn parse_time(name: &str, v: &str) -> Result<i64, ApiError> {
+    if let Ok(secs) = v.parse::<f64>()
+        && secs.is_finite()
+        && secs.abs() < 1e13
+    {
+        return Ok((secs * 1000.0).round() as i64);
+    }
+    humantime::parse_rfc3339_weak(v)
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
+        .ok_or_else(|| {
+            ApiError::bad_data(format!(
+                "invalid {name} `{v}`: expected Unix seconds or an RFC 3339 time"
+            ))
+        })
+}
+
+fn selectors(params: &Params, name: &str) -> Result<Vec<Selector>, ApiError> {
+    params
+        .iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| Selector::parse(v).map_err(ApiError::bad_data))
+        .collect()
+}
+
+fn success<T: Serialize>(data: T) -> Response {
+    Json(json!({ "status": "success", "data": data })).into_response()
+}
+
+async fn index() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        concat!(
+            "Presage ",
+            env!("CARGO_PKG_VERSION"),
+            "\n\n",
+            "GET  /api/v1/series?match[]=<selector>\n",
+            "GET  /api/v1/forecast?series=<selector>[&start=..&end=..&limit=..]\n",
+            "GET  /api/v1/logs?match[]=<selector>[&limit=..]\n",
+            "GET  /api/v1/status\n",
+            "POST /api/v1/write        (Prometheus remote_write)\n",
+            "GET  /metrics\n",
+            "GET  /-/healthy, /-/ready\n",
+        ),
+    )
+}
+
+async fn series(
+    State(app): State<Arc<App>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = params(raw)?;
+    let sels = selectors(&params, "match[]")?;
+    if sels.is_empty() {
+        return Err(ApiError::bad_data(
+            "at least one match[] series selector is required, e.g. match[]=up",
+        ));
+    }
+    let limit = limit(&params, DEFAULT_SERIES_LIMIT)?;
+    let mut found: BTreeMap<u64, SeriesInfo> = BTreeMap::new();
+    for sel in &sels {
+        for s in app.store.select(sel, limit) {
+            found.insert(s.id, s);
+        }
+    }
+    let mut list: Vec<SeriesInfo> = found.into_values().collect();
+    list.sort_by(|a, b| a.labels.cmp(&b.labels));
+    list.truncate(limit);
+    Ok(success(list))
+}
+
+#[derive(Serialize)]
+struct ForecastSeries {
+    #[serde(flatten)]
+    info: SeriesInfo,
+    /// `[unix seconds, value or null]` per step.
+    history: Vec<(f64, Option<f64>)>,
+}
+
+async fn forecast(
+    State(app): State<Arc<App>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = params(raw)?;
+    let text = param(&params, "series").ok_or_else(|| {
+        ApiError::bad_data(
+            "the series parameter is required, e.g. series=node_load1{instance=\"a\"}",
+        )
+    })?;
+    let sel = Selector::parse(text).map_err(ApiError::bad_data)?;
+    let start = param(&params, "start")
+        .map(|v| parse_time("start", v))
+        .transpose()?
+        .unwrap_or(i64::MIN);
+    let end = param(&params, "end")
+        .map(|v| parse_time("end", v))
+        .transpose()?
+        .unwrap_or(i64::MAX);
+    if start > end {
+        return Err(ApiError::bad_data("start must not be after end"));
+    }
+    let limit = limit(&params, DEFAULT_FORECAST_LIMIT)?;
+    let series: Vec<ForecastSeries> = app
+        .store
+        .history(&sel, start, end, limit)
+        .into_iter()
+        .map(|h| ForecastSeries {
+            info: h.info,
+            history: h
+                .points
+                .into_iter()
+                .map(|(t, v)| (t as f64 / 1000.0, v.is_finite().then_some(v)))
+                .collect(),
+        })
+        .collect();
+    Ok(success(json!({
+        "step_seconds": app.store.step_ms() as f64 / 1000.0,
+        "series": series,
+    })))
+}
+
+async fn logs(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let params = params(raw)?;
+    let sels = selectors(&params, "match[]")?;
+    let limit = limit(&params, 100)?;
+    let entries = if sels.is_empty() {
+        app.logs.recent(None, limit)
+    } else {
+        let mut all = Vec::new();
+        for sel in &sels {
+            all.extend(app.logs.recent(Some(sel), limit));
+        }
+        all.sort_by_key(|e| e.ts_ms);
+        let skip = all.len().saturating_sub(limit);
+        all.split_off(skip)
+    };
+    Ok(success(entries))
+}
+
+async fn status(State(app): State<Arc<App>>) -> Response {
+    let memory = app.store.memory();
+    success(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "ready": app.is_ready(),
+        "series": app.store.series_count(),
+        "series_limit": app.store.max_series(),
+        "log_streams": app.logs.stream_count(),
+        "memory": memory,
+        "bytes_per_series_excluding_history": memory.bytes_per_series_excluding_history(),
+        "config": &app.config,
+    }))
+}
+
+async fn remote_write(State(app): State<Arc<App>>, req: Request) -> Response {
+    let refuse = |reason: RejectReason, status: StatusCode, message: String| {
+        app.telemetry
+            .record_request_rejected(Protocol::RemoteWrite, reason);
+        (status, message).into_response()
+    };
+    match body::media_type(req.headers()).as_deref() {
+        None | Some("application/x-protobuf") => {}
+        Some(other) => {
+            return refuse(
+                RejectReason::UnsupportedMediaType,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "unsupported Content-Type `{other}`: remote_write 1.0 sends application/x-protobuf"
+                ),
+            );
+        }
+    }
+    let limits = &app.config.limits;
+    let (parts, body) = req.into_parts();
+    let bytes = match body::read(
+        body,
+        &parts.headers,
+        limits.max_request_body.as_usize(),
+        limits.max_decompressed_body.as_usize(),
+        false,
+        &["snappy"],
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(e) => return refuse(e.reason, e.status, e.message),
+    };
+    match app.ingest_remote_write(&bytes) {
+        Err((reason, message)) => {
+            let status = if reason == RejectReason::BodyTooLarge {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            refuse(reason, status, message)
+        }
+        // Like Prometheus' own receiver: refused samples make the request a 400 (which senders
+        // do not retry); the samples that were accepted stay stored.
+        Ok(out) => match &out.first_error {
+            Some(msg) if out.rejected_total() > 0 => (
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{} of {} samples rejected; first: {msg}",
+                    out.rejected_total(),
+                    out.rejected_total() + out.accepted
+                ),
+            )
+                .into_response(),
+            _ => StatusCode::NO_CONTENT.into_response(),
+        },
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.telemetry.render(),
+    )
+}
+
+async fn healthy() -> &'static str {
+    "Presage is Healthy.\n"
+}
+
+async fn ready(State(app): State<Arc<App>>) -> Response {
+    if app.is_ready() {
+        "Presage is Ready.\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "Presage is not ready.\n").into_response()
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; GET / lists them")
+}

@@ -1,0 +1,24 @@
+//! The Presage forecaster: ingest (OTLP, remote_write) → store → API.
+//!
+//! The binary `presage` wraps [`server::Running`]; tests and embedders can start the same
+//! daemon in-process:
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let mut config = presage_config::ForecasterConfig::default();
+//! config.server.http = "127.0.0.1:0".parse()?;
+//! config.server.otlp_grpc = "127.0.0.1:0".parse()?;
+//! config.server.otlp_http = "127.0.0.1:0".parse()?;
+//! let running = presage_forecaster::server::Running::start(config, Default::default()).await?;
+//! println!("API on http://{}", running.http);
+//! running.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod api;
+pub mod app;
+pub mod ingest;
+pub mod server;
+pub mod store;
+pub mod telemetry;

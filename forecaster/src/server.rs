@@ -1,0 +1,198 @@
+//! Binding the listeners, running them, and shutting down gracefully.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use presage_config::ForecasterConfig;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::api;
+use crate::app::{App, Clock};
+use crate::ingest::otlp_grpc::OtlpGrpc;
+use crate::ingest::otlp_http;
+
+/// How often series out of retention are dropped and memory is measured.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// A daemon whose listeners are bound and serving.
+pub struct Running {
+    /// The shared state.
+    pub app: Arc<App>,
+    /// Where OTLP/gRPC listens.
+    pub otlp_grpc: SocketAddr,
+    /// Where OTLP/HTTP listens.
+    pub otlp_http: SocketAddr,
+    /// Where the HTTP API listens.
+    pub http: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for {what}"))
+}
+
+impl Running {
+    /// Binds every listener (port 0 picks a free port) and starts serving.
+    pub async fn start(config: ForecasterConfig, clock: Clock) -> anyhow::Result<Self> {
+        let grpc_listener = bind(config.server.otlp_grpc, "OTLP/gRPC (server.otlp_grpc)").await?;
+        let otlp_http_listener =
+            bind(config.server.otlp_http, "OTLP/HTTP (server.otlp_http)").await?;
+        let http_listener = bind(config.server.http, "the HTTP API (server.http)").await?;
+        let otlp_grpc = grpc_listener.local_addr()?;
+        let otlp_http = otlp_http_listener.local_addr()?;
+        let http = http_listener.local_addr()?;
+
+        let app = App::new(config, clock);
+        let (shutdown, signal) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            // Either a `true` or a dropped sender means stop.
+            while !*rx.borrow_and_update() {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+
+        let api_router = api::with_latency_metrics(api::router(app.clone()), app.clone(), "http");
+        let rx = signal.clone();
+        tasks.spawn(async move {
+            axum::serve(http_listener, api_router)
+                .with_graceful_shutdown(stopped(rx))
+                .await
+                .context("HTTP API server failed")
+        });
+
+        let otlp_router =
+            api::with_latency_metrics(otlp_http::router(app.clone()), app.clone(), "otlp_http");
+        let rx = signal.clone();
+        tasks.spawn(async move {
+            axum::serve(otlp_http_listener, otlp_router)
+                .with_graceful_shutdown(stopped(rx))
+                .await
+                .context("OTLP/HTTP server failed")
+        });
+
+        let grpc = OtlpGrpc::new(app.clone());
+        let rx = signal.clone();
+        tasks.spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(grpc.metrics_server())
+                .add_service(grpc.logs_server())
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(grpc_listener),
+                    stopped(rx),
+                )
+                .await
+                .context("OTLP/gRPC server failed")
+        });
+
+        let maintenance_app = app.clone();
+        let mut rx = signal.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let app = maintenance_app.clone();
+                        // Walking the store takes each shard lock in turn: keep it off the
+                        // executor threads.
+                        let _ = tokio::task::spawn_blocking(move || app.maintain()).await;
+                    }
+                    changed = rx.changed() => {
+                        if changed.is_err() || *rx.borrow() {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        });
+
+        app.set_ready(true);
+        tracing::info!(%otlp_grpc, %otlp_http, %http, "Presage is serving");
+        Ok(Self {
+            app,
+            otlp_grpc,
+            otlp_http,
+            http,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Serves until `signal` resolves or a listener fails, then drains in-flight requests for
+    /// up to `server.shutdown_grace`.
+    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let failure = tokio::select! {
+            () = signal => None,
+            Some(joined) = self.tasks.join_next() => Some(match joined {
+                Ok(Ok(())) => anyhow::anyhow!("a listener stopped unexpectedly"),
+                Ok(Err(e)) => e,
+                Err(e) => anyhow::anyhow!("a listener task panicked: {e}"),
+            }),
+        };
+        let result = self.shutdown().await;
+        match failure {
+            Some(e) => Err(e),
+            None => result,
+        }
+    }
+
+    /// Stops accepting, drains in-flight requests for up to `server.shutdown_grace`.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.app.set_ready(false);
+        let _ = self.shutdown.send(true);
+        let grace = self.app.config.server.shutdown_grace;
+        let drain = async {
+            while let Some(joined) = self.tasks.join_next().await {
+                if let Ok(Err(e)) = joined {
+                    tracing::warn!(error = %e, "listener ended with an error during shutdown");
+                }
+            }
+        };
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            tracing::warn!(grace = ?grace, "in-flight requests did not finish in time; exiting anyway");
+            self.tasks.abort_all();
+        }
+        tracing::info!("Presage stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn termination_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received, shutting down"),
+        () = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

@@ -1,0 +1,284 @@
+//! Compressed runs of regularly spaced values.
+//!
+//! A series' history is resampled to a fixed step, so timestamps are implicit: a chunk stores its
+//! first slot's timestamp and then one value per step. Values are compressed with the XOR scheme
+//! of Facebook's Gorilla paper (Pelkonen et al., VLDB 2015): a repeated value costs one bit, a
+//! value that shares its leading and trailing zero bits with the previous XOR costs two bits plus
+//! the meaningful bits. A missing step is stored as NaN, which ingest never accepts as a value.
+
+/// Slots per chunk: four hours at the default one-minute step.
+pub(crate) const CHUNK_SLOTS: u32 = 240;
+
+/// Append-only bit buffer, most significant bit first.
+#[derive(Debug, Clone, Default)]
+struct BitBuf {
+    bytes: Vec<u8>,
+    /// Bits used in the last byte (0 means the last byte is full or there is none).
+    tail_bits: u8,
+}
+
+impl BitBuf {
+    fn push_bit(&mut self, bit: bool) {
+        if self.tail_bits == 0 {
+            self.bytes.push(0);
+        }
+        if bit && let Some(last) = self.bytes.last_mut() {
+            *last |= 0x80 >> self.tail_bits;
+        }
+        self.tail_bits = (self.tail_bits + 1) % 8;
+    }
+
+    /// Pushes the low `n` bits of `value`, most significant first.
+    fn push_bits(&mut self, value: u64, n: u32) {
+        let mut remaining = n;
+        while remaining > 0 {
+            if self.tail_bits == 0 {
+                self.bytes.push(0);
+            }
+            let free = 8 - u32::from(self.tail_bits);
+            let take = free.min(remaining);
+            let shift = remaining - take;
+            let chunk = ((value >> shift) & ((1u64 << take) - 1)) as u8;
+            if let Some(last) = self.bytes.last_mut() {
+                *last |= chunk << (free - take);
+            }
+            self.tail_bits = ((u32::from(self.tail_bits) + take) % 8) as u8;
+            remaining -= take;
+        }
+    }
+}
+
+struct BitReader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl BitReader<'_> {
+    fn read_bit(&mut self) -> Option<bool> {
+        let byte = *self.bytes.get(self.pos / 8)?;
+        let bit = byte & (0x80 >> (self.pos % 8)) != 0;
+        self.pos += 1;
+        Some(bit)
+    }
+
+    fn read_bits(&mut self, n: u32) -> Option<u64> {
+        let mut out = 0u64;
+        for _ in 0..n {
+            out = (out << 1) | u64::from(self.read_bit()?);
+        }
+        Some(out)
+    }
+}
+
+/// Up to [`CHUNK_SLOTS`] consecutive step values starting at `start_ms`.
+#[derive(Debug, Clone)]
+pub(crate) struct Chunk {
+    start_ms: i64,
+    len: u32,
+    bits: BitBuf,
+    prev: u64,
+    leading: u8,
+    trailing: u8,
+}
+
+impl Chunk {
+    pub(crate) fn new(start_ms: i64) -> Self {
+        Self {
+            start_ms,
+            len: 0,
+            bits: BitBuf::default(),
+            prev: 0,
+            leading: u8::MAX,
+            trailing: 0,
+        }
+    }
+
+    pub(crate) fn start_ms(&self) -> i64 {
+        self.start_ms
+    }
+
+    pub(crate) fn len(&self) -> u32 {
+        self.len
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.len >= CHUNK_SLOTS
+    }
+
+    /// Timestamp one step past the last slot.
+    pub(crate) fn end_ms(&self, step_ms: i64) -> i64 {
+        self.start_ms + i64::from(self.len) * step_ms
+    }
+
+    /// Appends the next slot's value (NaN for a missing step).
+    pub(crate) fn push(&mut self, value: f64) {
+        let v = value.to_bits();
+        if self.len == 0 {
+            self.bits.push_bits(v, 64);
+        } else {
+            let xor = v ^ self.prev;
+            if xor == 0 {
+                self.bits.push_bit(false);
+            } else {
+                self.bits.push_bit(true);
+                let leading = (xor.leading_zeros() as u8).min(31);
+                let trailing = xor.trailing_zeros() as u8;
+                if self.leading != u8::MAX && leading >= self.leading && trailing >= self.trailing {
+                    self.bits.push_bit(false);
+                    let meaningful = 64 - u32::from(self.leading) - u32::from(self.trailing);
+                    self.bits.push_bits(xor >> self.trailing, meaningful);
+                } else {
+                    self.bits.push_bit(true);
+                    let meaningful = 64 - u32::from(leading) - u32::from(trailing);
+                    self.bits.push_bits(u64::from(leading), 5);
+                    // 64 meaningful bits do not fit in 6 bits; 0 stands for 64.
+                    self.bits.push_bits(u64::from(meaningful % 64), 6);
+                    self.bits.push_bits(xor >> trailing, meaningful);
+                    self.leading = leading;
+                    self.trailing = trailing;
+                }
+            }
+        }
+        self.prev = v;
+        self.len += 1;
+    }
+
+    /// Releases spare capacity once the chunk is complete.
+    pub(crate) fn seal(&mut self) {
+        self.bits.bytes.shrink_to_fit();
+    }
+
+    /// Heap bytes held by the chunk.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.bits.bytes.capacity()
+    }
+
+    /// The values in slot order (NaN for missing steps).
+    pub(crate) fn values(&self) -> ChunkValues<'_> {
+        ChunkValues {
+            reader: BitReader {
+                bytes: &self.bits.bytes,
+                pos: 0,
+            },
+            remaining: self.len,
+            first: true,
+            prev: 0,
+            leading: 0,
+            trailing: 0,
+        }
+    }
+}
+
+/// Iterator over a chunk's values.
+pub(crate) struct ChunkValues<'a> {
+    reader: BitReader<'a>,
+    remaining: u32,
+    first: bool,
+    prev: u64,
+    leading: u32,
+    trailing: u32,
+}
+
+impl Iterator for ChunkValues<'_> {
+    type Item = f64;
+
+    fn next(&mut self) -> Option<f64> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        if self.first {
+            self.first = false;
+            self.prev = self.reader.read_bits(64)?;
+            return Some(f64::from_bits(self.prev));
+        }
+        if self.reader.read_bit()? {
+            if self.reader.read_bit()? {
+                self.leading = self.reader.read_bits(5)? as u32;
+                let mut meaningful = self.reader.read_bits(6)? as u32;
+                if meaningful == 0 {
+                    meaningful = 64;
+                }
+                self.trailing = 64u32.saturating_sub(self.leading + meaningful);
+            }
+            let meaningful = 64 - self.leading - self.trailing;
+            let bits = self.reader.read_bits(meaningful)?;
+            self.prev ^= bits << self.trailing;
+        }
+        Some(f64::from_bits(self.prev))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.remaining as usize))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(values: &[f64]) -> Vec<f64> {
+        let mut c = Chunk::new(0);
+        for &v in values {
+            c.push(v);
+        }
+        assert_eq!(c.len() as usize, values.len());
+        c.values().collect()
+    }
+
+    fn same_bits(a: &[f64], b: &[f64]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+    }
+
+    #[test]
+    fn round_trips_exactly() {
+        let cases: Vec<Vec<f64>> = vec![
+            vec![],
+            vec![1.0],
+            vec![0.0; 240],
+            (0..240).map(|i| i as f64 * 0.1).collect(),
+            (0..240).map(|i| (i as f64 / 10.0).sin() * 1e9).collect(),
+            vec![
+                f64::NAN,
+                1.0,
+                f64::NAN,
+                f64::NAN,
+                -0.0,
+                1e308,
+                f64::MIN_POSITIVE,
+                -1e-308,
+            ],
+            vec![5e11, 5e11 + 4096.0, 5e11 + 8192.0, 1.0, u64::MAX as f64],
+            // XOR with 64 meaningful bits (sign flip plus low bit).
+            vec![f64::from_bits(1), f64::from_bits(0x8000_0000_0000_0000)],
+        ];
+        for values in cases {
+            let got = round_trip(&values);
+            assert!(same_bits(&got, &values), "{values:?} came back as {got:?}");
+        }
+    }
+
+    #[test]
+    fn constant_values_cost_one_bit_each() {
+        let mut c = Chunk::new(0);
+        for _ in 0..CHUNK_SLOTS {
+            c.push(42.0);
+        }
+        c.seal();
+        // 64 bits for the first value, then one bit per repeat.
+        assert_eq!(c.heap_bytes(), (64 + CHUNK_SLOTS as usize - 1).div_ceil(8));
+        assert!(c.is_full());
+    }
+
+    #[test]
+    fn slowly_changing_gauge_compresses_well() {
+        let mut c = Chunk::new(0);
+        for i in 0..CHUNK_SLOTS {
+            c.push(1000.0 + f64::from(i % 7));
+        }
+        c.seal();
+        // A raw f64 per slot would be 1,920 bytes; small integer steps take about 2 bytes each.
+        assert!(c.heap_bytes() < 700, "{} bytes", c.heap_bytes());
+        assert_eq!(c.end_ms(60_000), i64::from(CHUNK_SLOTS) * 60_000);
+    }
+}

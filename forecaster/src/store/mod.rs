@@ -1,0 +1,661 @@
+//! The series store: label index, resampled in-memory history, and log buffers.
+//!
+//! Series are spread over shards by the hash of their labels so that concurrent writers rarely
+//! contend. Each shard holds its series in a slab, a hash → slot map, and an inverted index
+//! (label name → value → slots) whose keys double as the interner for label strings.
+
+mod chunk;
+pub mod logs;
+mod selector;
+mod series;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+use presage_config::ForecasterConfig;
+use serde::Serialize;
+
+use crate::ingest::{METRIC_NAME_LABEL, Point, RejectReason, SeriesWrite, ValueKind, WriteBatch};
+pub use selector::Selector;
+use series::{LabelSet, Resolution, Series};
+
+const SHARDS: usize = 32;
+
+/// A series' identity: a stable hash (xxh3) of its sorted labels.
+pub type SeriesId = u64;
+
+/// Limits the store enforces on writes.
+#[derive(Debug, Clone)]
+pub struct StoreLimits {
+    /// Most series at once.
+    pub max_series: usize,
+    /// Most labels on one series, `__name__` included.
+    pub max_labels: usize,
+    /// Longest label name.
+    pub max_label_name: usize,
+    /// Longest label value.
+    pub max_label_value: usize,
+    /// How far past `now` a timestamp may be.
+    pub max_future_ms: i64,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WriteOutcome {
+    /// Points stored (idempotent re-sends of the newest point included).
+    pub accepted: u64,
+    /// Points refused, by reason (translation rejections included).
+    pub rejected: BTreeMap<RejectReason, u64>,
+    /// The first problem, worded for the client.
+    pub first_error: Option<String>,
+    /// Series created by this write.
+    pub new_series: u64,
+}
+
+impl WriteOutcome {
+    /// Total points refused.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    fn reject(&mut self, reason: RejectReason, count: u64, message: impl FnOnce() -> String) {
+        if count == 0 {
+            return;
+        }
+        *self.rejected.entry(reason).or_default() += count;
+        if self.first_error.is_none() {
+            self.first_error = Some(message());
+        }
+    }
+}
+
+/// A series as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesInfo {
+    /// Stable id (hex in JSON).
+    #[serde(serialize_with = "hex_id")]
+    pub id: SeriesId,
+    /// Labels, `__name__` included, sorted by name.
+    pub labels: BTreeMap<String, String>,
+    /// `gauge`, `counter` or `delta` (the latter two are stored as per-second rates).
+    pub kind: &'static str,
+    /// Oldest resampled step held (ms), if any.
+    pub first_ms: Option<i64>,
+    /// Newest raw timestamp accepted (ms).
+    pub last_ms: i64,
+    /// Resampled steps held.
+    pub steps: u64,
+    /// Raw points accepted since the series was created.
+    pub points_total: u64,
+}
+
+fn hex_id<S: serde::Serializer>(id: &SeriesId, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{id:016x}"))
+}
+
+/// Resampled history of one series.
+#[derive(Debug, Clone)]
+pub struct SeriesHistory {
+    /// The series.
+    pub info: SeriesInfo,
+    /// `(slot timestamp ms, value)`; NaN where a step had no data.
+    pub points: Vec<(i64, f64)>,
+}
+
+/// Memory use, measured by walking the store.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct MemoryStats {
+    /// Series held.
+    pub series: usize,
+    /// Bytes of compressed history (chunks).
+    pub history_bytes: usize,
+    /// Bytes of series records, label arrays and label strings.
+    pub series_bytes: usize,
+    /// Bytes of the index: hash map, postings.
+    pub index_bytes: usize,
+}
+
+impl MemoryStats {
+    /// Everything but history, per series.
+    pub fn bytes_per_series_excluding_history(&self) -> f64 {
+        if self.series == 0 {
+            0.0
+        } else {
+            (self.series_bytes + self.index_bytes) as f64 / self.series as f64
+        }
+    }
+}
+
+type Postings = HashMap<Arc<str>, HashMap<Arc<str>, Vec<u32>>>;
+
+#[derive(Default)]
+struct Shard {
+    slots: Vec<Option<Series>>,
+    free: Vec<u32>,
+    by_id: HashMap<SeriesId, u32>,
+    postings: Postings,
+}
+
+impl Shard {
+    fn intern(&mut self, name: &str, value: &str) -> (Arc<str>, Arc<str>) {
+        let name_key = match self.postings.get_key_value(name) {
+            Some((k, _)) => k.clone(),
+            None => {
+                let k: Arc<str> = Arc::from(name);
+                self.postings.insert(k.clone(), HashMap::new());
+                k
+            }
+        };
+        let values = self.postings.entry(name_key.clone()).or_default();
+        let value_key = match values.get_key_value(value) {
+            Some((k, _)) => k.clone(),
+            None => {
+                let k: Arc<str> = Arc::from(value);
+                values.insert(k.clone(), Vec::new());
+                k
+            }
+        };
+        (name_key, value_key)
+    }
+
+    fn insert(&mut self, id: SeriesId, labels: &[(String, String)], kind: ValueKind) -> u32 {
+        let interned: LabelSet = labels.iter().map(|(n, v)| self.intern(n, v)).collect();
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(None);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        for (n, v) in interned.iter() {
+            if let Some(list) = self.postings.get_mut(n).and_then(|m| m.get_mut(v)) {
+                list.push(slot);
+            }
+        }
+        self.slots[slot as usize] = Some(Series::new(interned, kind));
+        self.by_id.insert(id, slot);
+        slot
+    }
+
+    fn remove(&mut self, id: SeriesId) {
+        let Some(slot) = self.by_id.remove(&id) else {
+            return;
+        };
+        let Some(series) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
+            return;
+        };
+        for (n, v) in series.labels.iter() {
+            let Some(values) = self.postings.get_mut(n) else {
+                continue;
+            };
+            if let Some(list) = values.get_mut(v) {
+                if let Some(pos) = list.iter().position(|s| *s == slot) {
+                    list.swap_remove(pos);
+                }
+                if list.is_empty() {
+                    values.remove(v);
+                }
+            }
+            if values.is_empty() {
+                self.postings.remove(n);
+            }
+        }
+        self.free.push(slot);
+    }
+
+    fn series(&self, slot: u32) -> Option<&Series> {
+        self.slots.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    /// Slots matching the selector.
+    fn select(&self, sel: &Selector, out: &mut Vec<u32>) {
+        for equal in sel.alternatives() {
+            // The shortest posting list among the equality matchers bounds the candidates.
+            let mut best: Option<&Vec<u32>> = None;
+            let mut impossible = false;
+            for (n, v) in &equal {
+                match self.postings.get(*n).and_then(|m| m.get(*v)) {
+                    Some(list) => {
+                        if best.is_none_or(|b| list.len() < b.len()) {
+                            best = Some(list);
+                        }
+                    }
+                    None => impossible = true,
+                }
+            }
+            if impossible {
+                continue;
+            }
+            let candidates: Box<dyn Iterator<Item = u32>> = match best {
+                Some(list) => Box::new(list.iter().copied()),
+                None => Box::new(0..self.slots.len() as u32),
+            };
+            for slot in candidates {
+                if let Some(s) = self.series(slot)
+                    && sel.matches(s.labels.iter().map(|(n, v)| (&**n, &**v)))
+                {
+                    out.push(slot);
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+    }
+
+    fn index_bytes(&self) -> usize {
+        let mut bytes = self.by_id.capacity() * (std::mem::size_of::<(SeriesId, u32)>() + 1)
+            + self.slots.capacity() * std::mem::size_of::<Option<Series>>()
+            + self.free.capacity() * 4;
+        for (name, values) in &self.postings {
+            bytes +=
+                name.len() + 16 + std::mem::size_of::<(Arc<str>, HashMap<Arc<str>, Vec<u32>>)>();
+            for (value, list) in values {
+                bytes += value.len()
+                    + 16
+                    + std::mem::size_of::<(Arc<str>, Vec<u32>)>()
+                    + list.capacity() * 4;
+            }
+        }
+        bytes
+    }
+}
+
+/// The in-memory series store. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct Store {
+    shards: Box<[Mutex<Shard>]>,
+    series_count: AtomicUsize,
+    res: Resolution,
+    retention_ms: i64,
+    limits: StoreLimits,
+}
+
+impl Store {
+    /// A store with the step, retention and limits of `cfg`.
+    pub fn new(cfg: &ForecasterConfig) -> Self {
+        let step_ms = i64::try_from(cfg.model.step.as_millis())
+            .unwrap_or(60_000)
+            .max(1);
+        let retention_ms = i64::try_from(cfg.storage.retention.as_millis()).unwrap_or(i64::MAX / 4);
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            series_count: AtomicUsize::new(0),
+            res: Resolution {
+                step_ms,
+                retention_slots: (retention_ms / step_ms).max(1),
+            },
+            retention_ms,
+            limits: StoreLimits {
+                max_series: cfg.limits.max_series,
+                max_labels: cfg.limits.max_labels_per_series,
+                max_label_name: cfg.limits.max_label_name_length,
+                max_label_value: cfg.limits.max_label_value_length,
+                max_future_ms: i64::try_from(cfg.limits.max_future_skew.as_millis())
+                    .unwrap_or(i64::MAX / 4),
+            },
+        }
+    }
+
+    /// The resampling step in milliseconds.
+    pub fn step_ms(&self) -> i64 {
+        self.res.step_ms
+    }
+
+    /// The configured series limit.
+    pub fn max_series(&self) -> usize {
+        self.limits.max_series
+    }
+
+    /// Series currently held.
+    pub fn series_count(&self) -> usize {
+        self.series_count.load(Ordering::Relaxed)
+    }
+
+    /// Validates and stores a batch. `now_ms` is the daemon's clock, used only to bound
+    /// timestamps; resampling and retention follow the data's own timestamps.
+    pub fn write(&self, batch: WriteBatch, now_ms: i64) -> WriteOutcome {
+        let mut out = WriteOutcome::default();
+        for (reason, n) in &batch.rejected {
+            *out.rejected.entry(*reason).or_default() += n;
+        }
+        out.first_error = batch.first_error;
+        for sw in batch.series {
+            self.write_series(sw, now_ms, &mut out);
+        }
+        out
+    }
+
+    fn write_series(&self, mut sw: SeriesWrite, now_ms: i64, out: &mut WriteOutcome) {
+        let n = sw.points.len() as u64;
+        if n == 0 {
+            return;
+        }
+        // Prometheus drops labels with empty values; so do we.
+        sw.labels.retain(|(_, v)| !v.is_empty());
+        sw.labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        if let Err((reason, msg)) = self.check_labels(&sw.labels) {
+            out.reject(reason, n, || msg);
+            return;
+        }
+        let id = series_id(&sw.labels);
+        let shard_idx = (id % SHARDS as u64) as usize;
+        let mut shard = self.shards[shard_idx].lock();
+        let slot = match shard.by_id.get(&id) {
+            Some(&slot) => slot,
+            None => {
+                let prev = self.series_count.fetch_add(1, Ordering::Relaxed);
+                if prev >= self.limits.max_series {
+                    self.series_count.fetch_sub(1, Ordering::Relaxed);
+                    out.reject(RejectReason::SeriesLimit, n, || {
+                        format!(
+                            "series limit of {} reached (limits.max_series): new series {} refused; existing series are still accepted",
+                            self.limits.max_series,
+                            display_labels(&sw.labels)
+                        )
+                    });
+                    return;
+                }
+                out.new_series += 1;
+                shard.insert(id, &sw.labels, sw.kind)
+            }
+        };
+        let Some(series) = shard.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        if series.labels.len() != sw.labels.len()
+            || series
+                .labels
+                .iter()
+                .zip(&sw.labels)
+                .any(|((a, b), (c, d))| **a != **c || **b != **d)
+        {
+            // Two label sets with the same 64-bit hash: astronomically rare, but never mix them.
+            out.reject(RejectReason::InvalidLabel, n, || {
+                format!(
+                    "series {} collides with an existing series id",
+                    display_labels(&sw.labels)
+                )
+            });
+            return;
+        }
+        let oldest = now_ms.saturating_sub(self.retention_ms);
+        let newest = now_ms.saturating_add(self.limits.max_future_ms);
+        for p in sw.points {
+            let result = check_point(&p, oldest, newest).and_then(|()| series.push(p, &self.res));
+            match result {
+                Ok(()) => out.accepted += 1,
+                Err(reason) => {
+                    let last = series.last_ts;
+                    out.reject(reason, 1, || {
+                        point_error(reason, &p, last, now_ms, &sw.labels)
+                    })
+                }
+            }
+        }
+    }
+
+    fn check_labels(&self, labels: &[(String, String)]) -> Result<(), (RejectReason, String)> {
+        let name = labels
+            .iter()
+            .find(|(n, _)| n == METRIC_NAME_LABEL)
+            .map(|(_, v)| v.as_str());
+        let Some(name) = name else {
+            return Err((
+                RejectReason::MissingMetricName,
+                format!("series {} has no metric name", display_labels(labels)),
+            ));
+        };
+        if !valid_metric_name(name) {
+            return Err((
+                RejectReason::InvalidLabel,
+                format!("invalid metric name {name:?}: expected [a-zA-Z_:][a-zA-Z0-9_:]*"),
+            ));
+        }
+        if labels.len() > self.limits.max_labels {
+            return Err((
+                RejectReason::TooManyLabels,
+                format!(
+                    "series {name} has {} labels, more than the limit of {} (limits.max_labels_per_series)",
+                    labels.len(),
+                    self.limits.max_labels
+                ),
+            ));
+        }
+        for (i, (n, v)) in labels.iter().enumerate() {
+            if n.len() > self.limits.max_label_name {
+                return Err((
+                    RejectReason::LabelNameTooLong,
+                    format!(
+                        "series {name}: label name of {} bytes is longer than {} (limits.max_label_name_length)",
+                        n.len(),
+                        self.limits.max_label_name
+                    ),
+                ));
+            }
+            if v.len() > self.limits.max_label_value {
+                return Err((
+                    RejectReason::LabelValueTooLong,
+                    format!(
+                        "series {name}: value of label {n} is {} bytes, longer than {} (limits.max_label_value_length)",
+                        v.len(),
+                        self.limits.max_label_value
+                    ),
+                ));
+            }
+            if !valid_label_name(n) {
+                return Err((
+                    RejectReason::InvalidLabel,
+                    format!(
+                        "series {name}: invalid label name {n:?}: expected [a-zA-Z_][a-zA-Z0-9_]*"
+                    ),
+                ));
+            }
+            if i > 0 && labels[i - 1].0 == *n {
+                return Err((
+                    RejectReason::InvalidLabel,
+                    format!("series {name}: label {n} appears twice"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Ids of the series matching `sel`, at most `limit`, in a stable order.
+    pub fn select(&self, sel: &Selector, limit: usize) -> Vec<SeriesInfo> {
+        let mut out = Vec::new();
+        let mut slots = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            slots.clear();
+            shard.select(sel, &mut slots);
+            for &slot in &slots {
+                if let Some(s) = shard.series(slot) {
+                    out.push(self.info(s));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        out.truncate(limit);
+        out
+    }
+
+    /// History in `[start_ms, end_ms]` of the series matching `sel`, at most `limit` series.
+    pub fn history(
+        &self,
+        sel: &Selector,
+        start_ms: i64,
+        end_ms: i64,
+        limit: usize,
+    ) -> Vec<SeriesHistory> {
+        let mut out = Vec::new();
+        let mut slots = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            slots.clear();
+            shard.select(sel, &mut slots);
+            for &slot in &slots {
+                if let Some(s) = shard.series(slot) {
+                    out.push(SeriesHistory {
+                        info: self.info(s),
+                        points: s.history(start_ms, end_ms, &self.res),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.info.labels.cmp(&b.info.labels));
+        out.truncate(limit);
+        out
+    }
+
+    fn info(&self, s: &Series) -> SeriesInfo {
+        let labels: Vec<(String, String)> = s
+            .labels
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        SeriesInfo {
+            id: series_id(&labels),
+            labels: labels.into_iter().collect(),
+            kind: s.kind.as_str(),
+            first_ms: s.first_slot(),
+            last_ms: s.last_ts,
+            steps: s.slot_count(),
+            points_total: s.points_total,
+        }
+    }
+
+    /// Removes series whose newest sample is older than the retention by the daemon's clock,
+    /// and returns how many went.
+    pub fn drop_stale(&self, now_ms: i64) -> usize {
+        let cutoff = now_ms.saturating_sub(self.retention_ms);
+        let mut removed = 0;
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            let stale: Vec<SeriesId> = shard
+                .by_id
+                .iter()
+                .filter(|(_, slot)| shard.series(**slot).is_some_and(|s| s.last_ts < cutoff))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in stale {
+                shard.remove(id);
+                removed += 1;
+            }
+        }
+        self.series_count.fetch_sub(removed, Ordering::Relaxed);
+        removed
+    }
+
+    /// Walks the store and measures its memory. Takes each shard's lock in turn.
+    pub fn memory(&self) -> MemoryStats {
+        let mut m = MemoryStats::default();
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            m.index_bytes += shard.index_bytes();
+            for s in shard.slots.iter().flatten() {
+                m.series += 1;
+                m.history_bytes += s.history_bytes();
+                m.series_bytes += s.series_bytes();
+            }
+        }
+        m
+    }
+}
+
+fn check_point(p: &Point, oldest: i64, newest: i64) -> Result<(), RejectReason> {
+    if !p.value.is_finite() {
+        Err(RejectReason::NonFinite)
+    } else if p.ts_ms > newest {
+        Err(RejectReason::TooFarInFuture)
+    } else if p.ts_ms < oldest {
+        Err(RejectReason::TooOld)
+    } else {
+        Ok(())
+    }
+}
+
+fn point_error(
+    reason: RejectReason,
+    p: &Point,
+    last_ts: i64,
+    now_ms: i64,
+    labels: &[(String, String)],
+) -> String {
+    let series = display_labels(labels);
+    match reason {
+        RejectReason::NonFinite => format!("series {series}: value {} is not finite", p.value),
+        RejectReason::TooFarInFuture => format!(
+            "series {series}: timestamp {} is {}s ahead of the server clock (limits.max_future_skew)",
+            p.ts_ms,
+            (p.ts_ms - now_ms) / 1000
+        ),
+        RejectReason::TooOld => format!(
+            "series {series}: timestamp {} is older than the retention window (storage.retention)",
+            p.ts_ms
+        ),
+        RejectReason::OutOfOrder => format!(
+            "series {series}: out-of-order sample at {}, older than the newest sample at {last_ts}",
+            p.ts_ms
+        ),
+        RejectReason::DuplicateTimestamp => format!(
+            "series {series}: a different value for timestamp {} was already stored",
+            p.ts_ms
+        ),
+        other => format!("series {series}: {other}"),
+    }
+}
+
+/// `name{a="1", b="2"}` for messages.
+pub fn display_labels(labels: &[(String, String)]) -> String {
+    let name = labels
+        .iter()
+        .find(|(n, _)| n == METRIC_NAME_LABEL)
+        .map_or("", |(_, v)| v.as_str());
+    let rest: Vec<String> = labels
+        .iter()
+        .filter(|(n, _)| n != METRIC_NAME_LABEL)
+        .map(|(n, v)| format!("{n}={v:?}"))
+        .collect();
+    let mut s = String::with_capacity(64);
+    s.push_str(name.get(..200).unwrap_or(name));
+    s.push('{');
+    s.push_str(&rest.join(", "));
+    s.push('}');
+    if s.len() > 300 {
+        let mut cut = 300;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+/// The stable id of a sorted label set.
+pub fn series_id(sorted: &[(String, String)]) -> SeriesId {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for (n, v) in sorted {
+        h.update(n.as_bytes());
+        h.update(&[0xff]);
+        h.update(v.as_bytes());
+        h.update(&[0xff]);
+    }
+    h.digest()
+}
+
+fn valid_label_name(n: &str) -> bool {
+    let mut chars = n.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn valid_metric_name(n: &str) -> bool {
+    let mut chars = n.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,378 @@
+//! One series: raw points resampled to the step, kept as compressed chunks.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::chunk::Chunk;
+use crate::ingest::{Point, RejectReason, ValueKind};
+
+/// Interned label pairs, sorted by name.
+pub(crate) type LabelSet = Box<[(Arc<str>, Arc<str>)]>;
+
+/// Step and retention shared by every series.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Resolution {
+    pub(crate) step_ms: i64,
+    /// Whole steps kept behind the newest one.
+    pub(crate) retention_slots: i64,
+}
+
+impl Resolution {
+    pub(crate) fn slot_of(&self, ts_ms: i64) -> i64 {
+        ts_ms.div_euclid(self.step_ms) * self.step_ms
+    }
+}
+
+/// The step being filled: not yet part of the history.
+#[derive(Debug, Clone, Copy)]
+struct OpenStep {
+    slot_ms: i64,
+    /// Gauge: the last value. Counters and deltas: the increase seen so far.
+    value: f64,
+    /// Counters and deltas: the milliseconds the increase was counted over.
+    elapsed_ms: f64,
+}
+
+impl OpenStep {
+    fn resolve(&self, kind: ValueKind) -> f64 {
+        match kind {
+            ValueKind::Gauge => self.value,
+            ValueKind::Counter | ValueKind::Delta => {
+                if self.elapsed_ms > 0.0 {
+                    self.value / (self.elapsed_ms / 1000.0)
+                } else {
+                    f64::NAN
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Series {
+    pub(crate) labels: LabelSet,
+    pub(crate) kind: ValueKind,
+    /// Newest raw timestamp accepted, `i64::MIN` before the first.
+    pub(crate) last_ts: i64,
+    /// The raw value at `last_ts`.
+    last_value: f64,
+    /// `start_ms` of the newest raw point (counter reset detection).
+    last_start: i64,
+    open: Option<OpenStep>,
+    chunks: VecDeque<Chunk>,
+    /// Raw points accepted over the series' life.
+    pub(crate) points_total: u64,
+}
+
+/// A point in resampled history: slot timestamp and value (NaN where the step had no data).
+pub(crate) type Slot = (i64, f64);
+
+impl Series {
+    pub(crate) fn new(labels: LabelSet, kind: ValueKind) -> Self {
+        Self {
+            labels,
+            kind,
+            last_ts: i64::MIN,
+            last_value: f64::NAN,
+            last_start: 0,
+            open: None,
+            chunks: VecDeque::new(),
+            points_total: 0,
+        }
+    }
+
+    /// Checks ordering and adds one point. The caller has already checked the value is finite
+    /// and the timestamp is inside the accepted window.
+    pub(crate) fn push(&mut self, p: Point, res: &Resolution) -> Result<(), RejectReason> {
+        if p.ts_ms < self.last_ts {
+            return Err(RejectReason::OutOfOrder);
+        }
+        if p.ts_ms == self.last_ts {
+            // A retried request re-sends the same point: accept it as a no-op.
+            return if p.value.to_bits() == self.last_value.to_bits() {
+                Ok(())
+            } else {
+                Err(RejectReason::DuplicateTimestamp)
+            };
+        }
+
+        let (increment, elapsed_ms) = match self.kind {
+            ValueKind::Gauge => (p.value, 0.0),
+            ValueKind::Counter => {
+                if self.last_ts == i64::MIN {
+                    // The first point only sets the baseline.
+                    (0.0, 0.0)
+                } else {
+                    let reset = p.value < self.last_value
+                        || (p.start_ms != 0
+                            && self.last_start != 0
+                            && p.start_ms != self.last_start);
+                    if reset {
+                        let since = if p.start_ms > self.last_ts && p.start_ms < p.ts_ms {
+                            p.start_ms
+                        } else {
+                            self.last_ts
+                        };
+                        (p.value, (p.ts_ms - since) as f64)
+                    } else {
+                        (p.value - self.last_value, (p.ts_ms - self.last_ts) as f64)
+                    }
+                }
+            }
+            ValueKind::Delta => {
+                let elapsed = if p.start_ms > 0 && p.start_ms < p.ts_ms {
+                    p.ts_ms - p.start_ms
+                } else {
+                    res.step_ms
+                };
+                (p.value, elapsed as f64)
+            }
+        };
+
+        let slot = res.slot_of(p.ts_ms);
+        match &mut self.open {
+            Some(open) if open.slot_ms == slot => {
+                if self.kind == ValueKind::Gauge {
+                    open.value = increment;
+                } else {
+                    open.value += increment;
+                    open.elapsed_ms += elapsed_ms;
+                }
+            }
+            _ => {
+                if let Some(done) = self.open.take() {
+                    self.append(done.slot_ms, done.resolve(self.kind), res);
+                }
+                self.open = Some(OpenStep {
+                    slot_ms: slot,
+                    value: increment,
+                    elapsed_ms,
+                });
+            }
+        }
+        self.last_ts = p.ts_ms;
+        self.last_value = p.value;
+        self.last_start = p.start_ms;
+        self.points_total += 1;
+        Ok(())
+    }
+
+    /// Appends a completed step, filling skipped steps with NaN and dropping what falls out of
+    /// retention.
+    fn append(&mut self, slot_ms: i64, value: f64, res: &Resolution) {
+        let mut next = self
+            .chunks
+            .back()
+            .map_or(slot_ms, |c| c.end_ms(res.step_ms));
+        if slot_ms < next {
+            return; // Cannot happen: slots only move forward.
+        }
+        if (slot_ms - next) / res.step_ms > res.retention_slots {
+            // The gap is longer than the retention: everything before it is gone anyway.
+            self.chunks.clear();
+            next = slot_ms;
+        }
+        while next <= slot_ms {
+            let v = if next == slot_ms { value } else { f64::NAN };
+            match self.chunks.back_mut() {
+                Some(c) if !c.is_full() => c.push(v),
+                _ => {
+                    if let Some(c) = self.chunks.back_mut() {
+                        c.seal();
+                    }
+                    let mut c = Chunk::new(next);
+                    c.push(v);
+                    self.chunks.push_back(c);
+                }
+            }
+            next += res.step_ms;
+        }
+        let oldest_kept = slot_ms - res.retention_slots * res.step_ms;
+        while self
+            .chunks
+            .front()
+            .is_some_and(|c| c.end_ms(res.step_ms) <= oldest_kept)
+        {
+            self.chunks.pop_front();
+        }
+    }
+
+    /// Resampled history in `[start_ms, end_ms]`, the open step included, with missing steps
+    /// as NaN.
+    pub(crate) fn history(&self, start_ms: i64, end_ms: i64, res: &Resolution) -> Vec<Slot> {
+        let mut out = Vec::new();
+        for c in &self.chunks {
+            if c.end_ms(res.step_ms) <= start_ms || c.start_ms() > end_ms {
+                continue;
+            }
+            let mut ts = c.start_ms();
+            for v in c.values() {
+                if ts >= start_ms && ts <= end_ms {
+                    out.push((ts, v));
+                }
+                ts += res.step_ms;
+            }
+        }
+        if let Some(open) = &self.open
+            && open.slot_ms >= start_ms
+            && open.slot_ms <= end_ms
+        {
+            let next = self
+                .chunks
+                .back()
+                .map_or(open.slot_ms, |c| c.end_ms(res.step_ms));
+            let mut ts = next.max(start_ms);
+            while ts < open.slot_ms {
+                out.push((ts, f64::NAN));
+                ts += res.step_ms;
+            }
+            out.push((open.slot_ms, open.resolve(self.kind)));
+        }
+        out
+    }
+
+    /// Oldest slot held, if any.
+    pub(crate) fn first_slot(&self) -> Option<i64> {
+        self.chunks
+            .front()
+            .map(Chunk::start_ms)
+            .or(self.open.map(|o| o.slot_ms))
+    }
+
+    /// Number of resampled steps held (the open one included).
+    pub(crate) fn slot_count(&self) -> u64 {
+        self.chunks.iter().map(|c| u64::from(c.len())).sum::<u64>() + u64::from(self.open.is_some())
+    }
+
+    /// Heap bytes used by history (chunks and their queue).
+    pub(crate) fn history_bytes(&self) -> usize {
+        self.chunks.iter().map(Chunk::heap_bytes).sum::<usize>()
+            + self.chunks.capacity() * std::mem::size_of::<Chunk>()
+    }
+
+    /// Bytes of the series record itself, its label array and its share of label strings.
+    pub(crate) fn series_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.labels.len() * std::mem::size_of::<(Arc<str>, Arc<str>)>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STEP: i64 = 60_000;
+
+    fn res() -> Resolution {
+        Resolution {
+            step_ms: STEP,
+            retention_slots: 60,
+        }
+    }
+
+    fn series(kind: ValueKind) -> Series {
+        Series::new(Box::new([]), kind)
+    }
+
+    fn values(s: &Series) -> Vec<(i64, Option<f64>)> {
+        s.history(i64::MIN, i64::MAX, &res())
+            .into_iter()
+            .map(|(t, v)| (t / STEP, (!v.is_nan()).then_some(v)))
+            .collect()
+    }
+
+    #[test]
+    fn gauge_keeps_last_value_per_step_and_marks_gaps() {
+        let mut s = series(ValueKind::Gauge);
+        for (ts, v) in [(0, 1.0), (30_000, 2.0), (60_000, 3.0), (200_000, 4.0)] {
+            s.push(Point::new(ts, v), &res()).unwrap();
+        }
+        assert_eq!(
+            values(&s),
+            vec![(0, Some(2.0)), (1, Some(3.0)), (2, None), (3, Some(4.0))]
+        );
+    }
+
+    #[test]
+    fn counter_becomes_rate_across_resets() {
+        let mut s = series(ValueKind::Counter);
+        // 10 per second for two minutes, a reset, then 5 per second.
+        for (ts, v) in [
+            (0, 100.0),
+            (30_000, 400.0),
+            (60_000, 700.0),
+            (90_000, 1000.0),
+            (120_000, 1300.0),
+            (150_000, 150.0),
+            (180_000, 300.0),
+        ] {
+            s.push(Point::new(ts, v), &res()).unwrap();
+        }
+        // Step 2 mixes 30 s at 10/s and, after the reset, 30 s at 5/s.
+        assert_eq!(
+            values(&s),
+            vec![
+                (0, Some(10.0)),
+                (1, Some(10.0)),
+                (2, Some(7.5)),
+                (3, Some(5.0))
+            ]
+        );
+    }
+
+    #[test]
+    fn delta_points_become_rates() {
+        let mut s = series(ValueKind::Delta);
+        for (ts, v) in [(10_000, 60.0), (70_000, 120.0)] {
+            s.push(
+                Point {
+                    ts_ms: ts,
+                    value: v,
+                    start_ms: ts - 60_000,
+                },
+                &res(),
+            )
+            .unwrap();
+        }
+        assert_eq!(values(&s), vec![(0, Some(1.0)), (1, Some(2.0))]);
+    }
+
+    #[test]
+    fn ordering_rules() {
+        let mut s = series(ValueKind::Gauge);
+        s.push(Point::new(60_000, 1.0), &res()).unwrap();
+        assert_eq!(
+            s.push(Point::new(59_999, 1.0), &res()),
+            Err(RejectReason::OutOfOrder)
+        );
+        assert_eq!(s.push(Point::new(60_000, 1.0), &res()), Ok(()));
+        assert_eq!(
+            s.push(Point::new(60_000, 2.0), &res()),
+            Err(RejectReason::DuplicateTimestamp)
+        );
+        assert_eq!(s.points_total, 1);
+    }
+
+    #[test]
+    fn retention_drops_old_chunks_and_long_gaps_reset() {
+        let r = Resolution {
+            step_ms: STEP,
+            retention_slots: 300,
+        };
+        let mut s = series(ValueKind::Gauge);
+        for i in 0..1000 {
+            s.push(Point::new(i * STEP, i as f64), &r).unwrap();
+        }
+        // Kept: whole chunks covering at least the last 300 steps, not everything.
+        let first = s.first_slot().unwrap() / STEP;
+        assert!(
+            first <= 999 - 300 && first > 999 - 300 - 240,
+            "first slot {first}"
+        );
+        // A gap longer than the retention starts over.
+        s.push(Point::new(5000 * STEP, 1.0), &r).unwrap();
+        s.push(Point::new(5001 * STEP, 1.0), &r).unwrap();
+        assert_eq!(s.first_slot(), Some(5000 * STEP));
+        assert_eq!(s.slot_count(), 2);
+    }
+}

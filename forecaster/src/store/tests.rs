@@ -1,0 +1,244 @@
+use super::*;
+use crate::ingest::{Labels, WriteBatch};
+
+const NOW: i64 = 1_700_000_000_000;
+
+fn cfg(max_series: usize) -> ForecasterConfig {
+    let mut cfg = ForecasterConfig::default();
+    cfg.limits.max_series = max_series;
+    cfg
+}
+
+fn labels(name: &str, extra: &[(&str, &str)]) -> Labels {
+    let mut l = vec![(METRIC_NAME_LABEL.to_string(), name.to_string())];
+    l.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+    l
+}
+
+fn gauge(labels: Labels, points: &[(i64, f64)]) -> WriteBatch {
+    WriteBatch {
+        series: vec![SeriesWrite {
+            labels,
+            kind: ValueKind::Gauge,
+            points: points.iter().map(|&(t, v)| Point::new(t, v)).collect(),
+        }],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn writes_and_selects() {
+    let store = Store::new(&cfg(10));
+    for host in ["a", "b", "c"] {
+        let out = store.write(
+            gauge(
+                labels("node_load1", &[("host", host), ("job", "node")]),
+                &[(NOW, 1.0)],
+            ),
+            NOW,
+        );
+        assert_eq!(out.accepted, 1);
+        assert_eq!(out.new_series, 1);
+    }
+    store.write(gauge(labels("up", &[("job", "node")]), &[(NOW, 1.0)]), NOW);
+    assert_eq!(store.series_count(), 4);
+
+    let sel = Selector::parse(r#"node_load1{host=~"a|b"}"#).unwrap();
+    let found = store.select(&sel, 100);
+    let hosts: Vec<&str> = found.iter().map(|s| s.labels["host"].as_str()).collect();
+    assert_eq!(hosts, vec!["a", "b"]);
+    assert_eq!(
+        found[0].id,
+        series_id(&{
+            let mut l = labels("node_load1", &[("host", "a"), ("job", "node")]);
+            l.sort();
+            l
+        })
+    );
+
+    let sel = Selector::parse(r#"{job="node"}"#).unwrap();
+    assert_eq!(store.select(&sel, 100).len(), 4);
+    assert_eq!(store.select(&sel, 2).len(), 2);
+    let sel = Selector::parse(r#"{job="nope"}"#).unwrap();
+    assert!(store.select(&sel, 100).is_empty());
+}
+
+#[test]
+fn label_order_does_not_change_identity() {
+    let store = Store::new(&cfg(10));
+    store.write(
+        gauge(labels("m", &[("a", "1"), ("b", "2")]), &[(NOW, 1.0)]),
+        NOW,
+    );
+    let mut reversed = labels("m", &[("b", "2"), ("a", "1")]);
+    reversed.reverse();
+    let out = store.write(gauge(reversed, &[(NOW + 60_000, 2.0)]), NOW);
+    assert_eq!(out.new_series, 0);
+    assert_eq!(store.series_count(), 1);
+}
+
+#[test]
+fn each_bad_sample_is_rejected_with_its_reason() {
+    let store = Store::new(&cfg(2));
+    store.write(gauge(labels("m", &[]), &[(NOW, 1.0)]), NOW);
+    let long = "x".repeat(3000);
+    let many: Vec<(String, String)> = (0..50).map(|i| (format!("l{i}"), "v".into())).collect();
+    let cases: Vec<(WriteBatch, RejectReason)> = vec![
+        (
+            gauge(labels("m", &[]), &[(NOW + 1, f64::NAN)]),
+            RejectReason::NonFinite,
+        ),
+        (
+            gauge(labels("m", &[]), &[(NOW + 1, f64::INFINITY)]),
+            RejectReason::NonFinite,
+        ),
+        (
+            gauge(labels("m", &[]), &[(NOW + 3_600_000, 1.0)]),
+            RejectReason::TooFarInFuture,
+        ),
+        (
+            gauge(labels("m", &[]), &[(NOW - 15 * 86_400_000, 1.0)]),
+            RejectReason::TooOld,
+        ),
+        (
+            gauge(labels("m", &[]), &[(NOW - 1, 1.0)]),
+            RejectReason::OutOfOrder,
+        ),
+        (
+            gauge(labels("m", &[]), &[(NOW, 2.0)]),
+            RejectReason::DuplicateTimestamp,
+        ),
+        (
+            gauge(
+                {
+                    let mut l = labels("m", &[]);
+                    l.extend(many);
+                    l
+                },
+                &[(NOW, 1.0)],
+            ),
+            RejectReason::TooManyLabels,
+        ),
+        (
+            gauge(labels("m", &[(&long, "v")]), &[(NOW, 1.0)]),
+            RejectReason::LabelNameTooLong,
+        ),
+        (
+            gauge(labels("m", &[("l", &long)]), &[(NOW, 1.0)]),
+            RejectReason::LabelValueTooLong,
+        ),
+        (
+            gauge(labels("m", &[("bad-name", "v")]), &[(NOW, 1.0)]),
+            RejectReason::InvalidLabel,
+        ),
+        (
+            gauge(labels("m", &[("a", "1"), ("a", "2")]), &[(NOW, 1.0)]),
+            RejectReason::InvalidLabel,
+        ),
+        (
+            gauge(labels("1m", &[]), &[(NOW, 1.0)]),
+            RejectReason::InvalidLabel,
+        ),
+        (
+            gauge(vec![("job".into(), "x".into())], &[(NOW, 1.0)]),
+            RejectReason::MissingMetricName,
+        ),
+    ];
+    for (batch, reason) in cases {
+        let out = store.write(batch, NOW);
+        assert_eq!(out.accepted, 0, "{reason}");
+        assert_eq!(out.rejected.get(&reason), Some(&1), "{reason}: {out:?}");
+        assert!(out.first_error.is_some(), "{reason}");
+    }
+    // The same identical point again is an idempotent retry, not an error.
+    let out = store.write(gauge(labels("m", &[]), &[(NOW, 1.0)]), NOW);
+    assert_eq!((out.accepted, out.rejected_total()), (1, 0));
+    assert_eq!(store.series_count(), 1);
+}
+
+#[test]
+fn series_limit_refuses_new_series_only() {
+    let store = Store::new(&cfg(2));
+    for name in ["a", "b"] {
+        assert_eq!(
+            store
+                .write(gauge(labels(name, &[]), &[(NOW, 1.0)]), NOW)
+                .accepted,
+            1
+        );
+    }
+    let out = store.write(gauge(labels("c", &[]), &[(NOW, 1.0), (NOW + 1, 1.0)]), NOW);
+    assert_eq!(out.rejected.get(&RejectReason::SeriesLimit), Some(&2));
+    assert!(out.first_error.unwrap().contains("limits.max_series"));
+    // Existing series keep flowing.
+    assert_eq!(
+        store
+            .write(gauge(labels("a", &[]), &[(NOW + 60_000, 2.0)]), NOW)
+            .accepted,
+        1
+    );
+    assert_eq!(store.series_count(), 2);
+}
+
+#[test]
+fn history_is_resampled_and_stale_series_are_dropped() {
+    let store = Store::new(&cfg(10));
+    let base = NOW - NOW % 60_000;
+    let pts: Vec<(i64, f64)> = (0..10).map(|i| (base + i * 30_000, i as f64)).collect();
+    store.write(gauge(labels("m", &[]), &pts), base + 300_000);
+    let sel = Selector::parse("m").unwrap();
+    let h = store.history(&sel, i64::MIN, i64::MAX, 10);
+    assert_eq!(h.len(), 1);
+    let values: Vec<f64> = h[0].points.iter().map(|p| p.1).collect();
+    assert_eq!(values, vec![1.0, 3.0, 5.0, 7.0, 9.0]);
+    assert_eq!(h[0].points[0].0, base);
+    assert_eq!(h[0].info.points_total, 10);
+
+    // Bounded range.
+    let h = store.history(&sel, base + 60_000, base + 120_000, 10);
+    assert_eq!(
+        h[0].points,
+        vec![(base + 60_000, 3.0), (base + 120_000, 5.0)]
+    );
+
+    assert_eq!(store.drop_stale(base + 15 * 86_400_000), 1);
+    assert_eq!(store.series_count(), 0);
+    assert!(store.select(&sel, 10).is_empty());
+    // The slot is reused and the index is clean.
+    store.write(gauge(labels("n", &[]), &[(NOW, 1.0)]), NOW);
+    assert_eq!(store.select(&Selector::parse("n").unwrap(), 10).len(), 1);
+    assert!(store.select(&sel, 10).is_empty());
+}
+
+#[test]
+fn memory_per_series_is_small() {
+    let store = Store::new(&cfg(100_000));
+    for i in 0..2000 {
+        let inst = format!("10.0.{}.{}:9100", i / 250, i % 250);
+        let pts: Vec<(i64, f64)> = (0..120)
+            .map(|k| (NOW - 7_200_000 + k * 60_000, (k % 5) as f64))
+            .collect();
+        store.write(
+            gauge(
+                labels(
+                    "node_cpu_seconds",
+                    &[("instance", &inst), ("job", "node"), ("mode", "idle")],
+                ),
+                &pts,
+            ),
+            NOW,
+        );
+    }
+    let m = store.memory();
+    assert_eq!(m.series, 2000);
+    let per_series = m.bytes_per_series_excluding_history();
+    // The target is 2 KiB per series excluding history (see BENCHMARKS.md for the measured figure).
+    assert!(per_series < 2048.0, "{per_series} bytes per series");
+    // 120 steps of small integers, queue and growth slack included, take under two thirds of
+    // the 960 bytes raw f64 values would.
+    assert!(
+        m.history_bytes / m.series < 640,
+        "{} history bytes per series",
+        m.history_bytes / m.series
+    );
+}

@@ -1,0 +1,338 @@
+//! The daemon's own metrics, all defined here, exposed on `/metrics`.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::ingest::RejectReason;
+use crate::store::logs::LogWriteOutcome;
+use crate::store::{MemoryStats, WriteOutcome};
+
+/// Where data came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// OTLP over gRPC.
+    OtlpGrpc,
+    /// OTLP over HTTP.
+    OtlpHttp,
+    /// Prometheus remote_write.
+    RemoteWrite,
+}
+
+impl Protocol {
+    /// The `protocol` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::OtlpGrpc => "otlp_grpc",
+            Protocol::OtlpHttp => "otlp_http",
+            Protocol::RemoteWrite => "remote_write",
+        }
+    }
+
+    const ALL: [Protocol; 3] = [
+        Protocol::OtlpGrpc,
+        Protocol::OtlpHttp,
+        Protocol::RemoteWrite,
+    ];
+}
+
+/// Every metric the daemon exports about itself.
+pub struct Telemetry {
+    registry: Registry,
+    samples_accepted: IntCounterVec,
+    samples_rejected: IntCounterVec,
+    requests_rejected: IntCounterVec,
+    logs_accepted: IntCounterVec,
+    logs_rejected: IntCounterVec,
+    logs_evicted: prometheus::IntCounter,
+    series: IntGauge,
+    series_limit: IntGauge,
+    series_created: prometheus::IntCounter,
+    series_dropped: prometheus::IntCounter,
+    log_streams: IntGauge,
+    memory: IntGaugeVec,
+    bytes_per_series: IntGauge,
+    http_duration: HistogramVec,
+    grpc_duration: HistogramVec,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
+    register(r, Box::new(c.clone()));
+    c
+}
+
+fn register(r: &Registry, c: Box<dyn prometheus::core::Collector>) {
+    // Registration only fails on duplicate or malformed definitions, which are programming
+    // errors caught by the tests.
+    if let Err(e) = r.register(c) {
+        panic!("metric registration failed: {e}");
+    }
+}
+
+impl Telemetry {
+    /// Creates and registers every metric.
+    pub fn new(max_series: usize) -> Self {
+        let r = Registry::new();
+        #[cfg(target_os = "linux")]
+        register(
+            &r,
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        );
+
+        let build = IntGaugeVec::new(
+            Opts::new("presage_build_info", "Version of the running daemon."),
+            &["version"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        register(&r, Box::new(build));
+
+        let samples_accepted = counter_vec(
+            &r,
+            "presage_samples_accepted_total",
+            "Samples stored, by ingest protocol.",
+            &["protocol"],
+        );
+        let samples_rejected = counter_vec(
+            &r,
+            "presage_samples_rejected_total",
+            "Samples refused, by ingest protocol and reason.",
+            &["protocol", "reason"],
+        );
+        let requests_rejected = counter_vec(
+            &r,
+            "presage_requests_rejected_total",
+            "Whole requests refused before decoding (size, encoding, content type, malformed body).",
+            &["protocol", "reason"],
+        );
+        let logs_accepted = counter_vec(
+            &r,
+            "presage_log_records_accepted_total",
+            "Log records buffered, by ingest protocol.",
+            &["protocol"],
+        );
+        let logs_rejected = counter_vec(
+            &r,
+            "presage_log_records_rejected_total",
+            "Log records refused, by ingest protocol and reason.",
+            &["protocol", "reason"],
+        );
+        for p in Protocol::ALL {
+            samples_accepted.with_label_values(&[p.as_str()]);
+            for reason in RejectReason::ALL {
+                samples_rejected.with_label_values(&[p.as_str(), reason.as_str()]);
+            }
+        }
+
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("{e}"));
+            register(&r, Box::new(g.clone()));
+            g
+        };
+        let counter = |name: &str, help: &str| {
+            let c = prometheus::IntCounter::new(name, help).unwrap_or_else(|e| panic!("{e}"));
+            register(&r, Box::new(c.clone()));
+            c
+        };
+        let series = gauge("presage_series", "Series held in memory.");
+        let series_limit = gauge(
+            "presage_series_limit",
+            "The configured series limit (limits.max_series).",
+        );
+        series_limit.set(i64::try_from(max_series).unwrap_or(i64::MAX));
+        let series_created = counter("presage_series_created_total", "Series created.");
+        let series_dropped = counter(
+            "presage_series_dropped_total",
+            "Series removed because their newest sample fell out of retention.",
+        );
+        let log_streams = gauge("presage_log_streams", "Log streams buffered.");
+        let logs_evicted = counter(
+            "presage_log_records_evicted_total",
+            "Buffered log records pushed out by newer ones (limits.log_records_per_stream).",
+        );
+        let memory = IntGaugeVec::new(
+            Opts::new(
+                "presage_store_memory_bytes",
+                "Estimated memory of the series store by part, measured by walking it.",
+            ),
+            &["part"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        register(&r, Box::new(memory.clone()));
+        let bytes_per_series = gauge(
+            "presage_store_bytes_per_series",
+            "Store memory per series, history included.",
+        );
+
+        let buckets = vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ];
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "presage_http_request_duration_seconds",
+                "HTTP request latency by listener, route and status code.",
+            )
+            .buckets(buckets.clone()),
+            &["listener", "route", "code"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        register(&r, Box::new(http_duration.clone()));
+        let grpc_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "presage_grpc_request_duration_seconds",
+                "OTLP gRPC export latency by service and status code.",
+            )
+            .buckets(buckets),
+            &["service", "code"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        register(&r, Box::new(grpc_duration.clone()));
+
+        Self {
+            registry: r,
+            samples_accepted,
+            samples_rejected,
+            requests_rejected,
+            logs_accepted,
+            logs_rejected,
+            logs_evicted,
+            series,
+            series_limit,
+            series_created,
+            series_dropped,
+            log_streams,
+            memory,
+            bytes_per_series,
+            http_duration,
+            grpc_duration,
+        }
+    }
+
+    /// Records the outcome of a metrics write.
+    pub fn record_write(&self, protocol: Protocol, out: &WriteOutcome, series_now: usize) {
+        let p = protocol.as_str();
+        self.samples_accepted
+            .with_label_values(&[p])
+            .inc_by(out.accepted);
+        for (reason, n) in &out.rejected {
+            self.samples_rejected
+                .with_label_values(&[p, reason.as_str()])
+                .inc_by(*n);
+        }
+        self.series_created.inc_by(out.new_series);
+        self.series
+            .set(i64::try_from(series_now).unwrap_or(i64::MAX));
+    }
+
+    /// Records the outcome of a log write.
+    pub fn record_logs(
+        &self,
+        protocol: Protocol,
+        out: &LogWriteOutcome,
+        rejected_in_translation: u64,
+        streams: usize,
+    ) {
+        let p = protocol.as_str();
+        self.logs_accepted
+            .with_label_values(&[p])
+            .inc_by(out.accepted);
+        if out.rejected_stream_limit > 0 {
+            self.logs_rejected
+                .with_label_values(&[p, "stream_limit"])
+                .inc_by(out.rejected_stream_limit);
+        }
+        if rejected_in_translation > 0 {
+            self.logs_rejected
+                .with_label_values(&[p, RejectReason::MalformedBody.as_str()])
+                .inc_by(rejected_in_translation);
+        }
+        self.logs_evicted.inc_by(out.evicted);
+        self.log_streams
+            .set(i64::try_from(streams).unwrap_or(i64::MAX));
+    }
+
+    /// Records a request refused as a whole.
+    pub fn record_request_rejected(&self, protocol: Protocol, reason: RejectReason) {
+        self.requests_rejected
+            .with_label_values(&[protocol.as_str(), reason.as_str()])
+            .inc();
+    }
+
+    /// Records an HTTP request's latency.
+    pub fn observe_http(&self, listener: &str, route: &str, code: u16, seconds: f64) {
+        self.http_duration
+            .with_label_values(&[listener, route, &code.to_string()])
+            .observe(seconds);
+    }
+
+    /// Records a gRPC export's latency.
+    pub fn observe_grpc(&self, service: &str, code: &str, seconds: f64) {
+        self.grpc_duration
+            .with_label_values(&[service, code])
+            .observe(seconds);
+    }
+
+    /// Publishes a memory measurement and series removals.
+    pub fn record_maintenance(&self, m: &MemoryStats, dropped: usize) {
+        self.memory
+            .with_label_values(&["history"])
+            .set(to_i64(m.history_bytes));
+        self.memory
+            .with_label_values(&["series"])
+            .set(to_i64(m.series_bytes));
+        self.memory
+            .with_label_values(&["index"])
+            .set(to_i64(m.index_bytes));
+        let total = m.history_bytes + m.series_bytes + m.index_bytes;
+        self.bytes_per_series
+            .set(to_i64(total.checked_div(m.series).unwrap_or(0)));
+        self.series.set(to_i64(m.series));
+        self.series_dropped.inc_by(dropped as u64);
+    }
+
+    /// The configured series limit, as exported.
+    pub fn series_limit(&self) -> i64 {
+        self.series_limit.get()
+    }
+
+    /// Renders every metric in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let families = self.registry.gather();
+        if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {
+            tracing::error!(error = %e, "encoding /metrics failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_registered_metrics() {
+        let t = Telemetry::new(10);
+        let mut out = WriteOutcome {
+            accepted: 3,
+            ..Default::default()
+        };
+        out.rejected.insert(RejectReason::NonFinite, 2);
+        t.record_write(Protocol::RemoteWrite, &out, 7);
+        let text = t.render();
+        assert!(text.contains("presage_samples_accepted_total{protocol=\"remote_write\"} 3"));
+        assert!(text.contains(
+            "presage_samples_rejected_total{protocol=\"remote_write\",reason=\"non_finite_value\"} 2"
+        ));
+        assert!(text.contains("presage_series 7"));
+        assert!(text.contains("presage_series_limit 10"));
+        assert_eq!(t.series_limit(), 10);
+    }
+}

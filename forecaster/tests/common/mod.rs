@@ -1,0 +1,181 @@
+//! Shared test harness: an in-process daemon on free ports, peers started as child processes,
+//! and polling with a deadline.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use presage_config::ForecasterConfig;
+use presage_forecaster::app::Clock;
+use presage_forecaster::server::Running;
+use serde_json::Value;
+
+/// A config whose listeners all bind free loopback ports.
+pub fn test_config() -> ForecasterConfig {
+    let mut cfg = ForecasterConfig::default();
+    cfg.server.otlp_grpc = "127.0.0.1:0".parse().unwrap();
+    cfg.server.otlp_http = "127.0.0.1:0".parse().unwrap();
+    cfg.server.http = "127.0.0.1:0".parse().unwrap();
+    cfg
+}
+
+pub async fn start(cfg: ForecasterConfig) -> Running {
+    Running::start(cfg, Clock::System)
+        .await
+        .expect("daemon starts")
+}
+
+/// A port that was free a moment ago, for peers that cannot bind port 0 and report it.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(50);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// The path of a peer program; panics with install instructions when it is missing. Peers are
+/// installed by `.ci/run`; a test never skips silently.
+pub fn require_program(name: &str, install: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!("`{name}` is required by this test but is not installed; install it with: {install} (or run .ci/run, which does)")
+    })
+}
+
+/// Python with the OpenTelemetry SDK and OTLP exporters; panics with instructions otherwise.
+pub fn require_python_otel() -> PathBuf {
+    let python = require_program("python3", "apt-get install -y python3");
+    let ok = Command::new(&python)
+        .args([
+            "-c",
+            "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "the OpenTelemetry Python SDK is required; install it with: pip install opentelemetry-sdk opentelemetry-exporter-otlp-proto-grpc opentelemetry-exporter-otlp-proto-http (or run .ci/run)"
+    );
+    python
+}
+
+/// A child process killed when dropped, with its output going to a log file for diagnosis.
+pub struct Peer {
+    pub child: Child,
+    pub log: PathBuf,
+    pub name: String,
+}
+
+impl Peer {
+    pub fn spawn(name: &str, program: &Path, args: &[String], dir: &Path) -> Peer {
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("peer log file");
+        let child = Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log handle"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({}): {e}", program.display()));
+        Peer {
+            child,
+            log,
+            name: name.to_string(),
+        }
+    }
+
+    /// The peer's output so far (for failure messages).
+    pub fn output(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    /// Panics with the peer's output when it has exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{} exited with {status}:\n{}", self.name, self.output());
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client")
+}
+
+/// GET a JSON document, `None` on any failure (for polling).
+pub async fn get_json(client: &reqwest::Client, url: &str) -> Option<Value> {
+    let res = client.get(url).send().await.ok()?;
+    if !res.status().is_success() {
+        return None;
+    }
+    let text = res.text().await.ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Series matching `selector`, from the daemon's API.
+pub async fn series(
+    client: &reqwest::Client,
+    http: std::net::SocketAddr,
+    selector: &str,
+) -> Vec<Value> {
+    let url = format!(
+        "http://{http}/api/v1/series?match[]={}",
+        urlencode(selector)
+    );
+    get_json(client, &url)
+        .await
+        .and_then(|v| v["data"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
