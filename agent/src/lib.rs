@@ -1,3 +1,14 @@
-//! The Presage agent: collects host metrics, scrapes sidecar targets and tails logs, and streams
-//! them to the forecaster over OTLP. It depends on `presage-config` only, never on the model or
-//! alerting crates, so it stays small.
+#![doc = include_str!("../README.md")]
+
+mod agent;
+pub mod cli;
+mod export;
+mod host;
+mod logs;
+mod net;
+mod otlp;
+mod resource;
+mod scrape;
+mod telemetry;
+
+pub use agent::{Error, RunningAgent, start, start_with_env, termination_signal};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Problem;
-use crate::load::Document;
+use crate::load::{Document, section_checker};
 use crate::units::ByteSize;
 
 /// The forecaster's whole configuration. Every section is optional: an empty file (or none at all)
@@ -25,6 +25,55 @@ pub struct ForecasterConfig {
     pub model: ModelConfig,
     /// How incoming data is translated into series.
     pub ingest: IngestConfig,
+    /// Rules evaluated against the model's forecasts.
+    pub rules: Vec<RuleConfig>,
+}
+
+/// What a rule watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleKind {
+    /// The forecast crosses `threshold` within `horizon`: the time to the crossing is exported as
+    /// `presage_breach_eta_seconds{rule,quantile}`.
+    Breach,
+}
+
+/// Which way a threshold is crossed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Rising through the threshold (usage, latency).
+    #[default]
+    Above,
+    /// Falling through it (free space, throughput).
+    Below,
+}
+
+/// A rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Unique name, used as the `rule` label and the alert name.
+    pub name: String,
+    /// What the rule watches.
+    pub kind: RuleKind,
+    /// The series it applies to (PromQL series selector).
+    pub select: String,
+    /// The threshold, in the series' own unit (a rate for counters).
+    pub threshold: f64,
+    /// Which way the threshold is crossed.
+    #[serde(default)]
+    pub direction: Direction,
+    /// How far ahead a crossing counts.
+    #[serde(with = "humantime_serde", default = "default_rule_horizon")]
+    pub horizon: Duration,
+    /// Labels added to what the rule produces.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+fn default_rule_horizon() -> Duration {
+    Duration::from_secs(6 * 3600)
 }
 
 /// Listen addresses. The defaults bind loopback only: expose them deliberately.
@@ -125,12 +174,42 @@ pub struct ModelConfig {
     /// rate over the step for counters.
     #[serde(with = "humantime_serde")]
     pub step: Duration,
+    /// Refit a series' baseline when its data has advanced this much (event time) since the last
+    /// fit. Refits land on multiples of this interval, so replays refit at the same points.
+    #[serde(with = "humantime_serde")]
+    pub refit_every: Duration,
+    /// How far ahead each fit forecasts. Scoring needs at least `refit_every`; breach rules look
+    /// this far ahead at most.
+    #[serde(with = "humantime_serde")]
+    pub forecast_horizon: Duration,
+    /// Coverage of the expected band, between 0.5 and 0.999.
+    pub band_level: f64,
+    /// Steps with data needed before a series is first fitted (it is `cold` until then).
+    pub min_points: usize,
+    /// History the envelope trend for breach forecasts looks at.
+    #[serde(with = "humantime_serde")]
+    pub breach_lookback: Duration,
+    /// Fits that may run at once, off the request threads. 0 means one per CPU core.
+    pub fit_concurrency: usize,
+    /// Series whose `:predicted`, `:anomalous` and `presage_anomaly_score` series appear on
+    /// `/metrics` (PromQL selectors); empty means every series, up to `export_limit`.
+    pub export_match: Vec<String>,
+    /// Most series exported on `/metrics`, so the exposition's cardinality stays bounded.
+    pub export_limit: usize,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
         Self {
             step: Duration::from_secs(60),
+            refit_every: Duration::from_secs(3600),
+            forecast_horizon: Duration::from_secs(6 * 3600),
+            band_level: 0.95,
+            min_points: 30,
+            breach_lookback: Duration::from_secs(12 * 3600),
+            fit_concurrency: 0,
+            export_match: Vec::new(),
+            export_limit: 1_000,
         }
     }
 }
@@ -171,25 +250,20 @@ impl Default for IngestConfig {
     }
 }
 
-macro_rules! section_checker {
-    ($source:expr, $name:expr, { $($field:ident: $ty:ty),* $(,)? }) => {
-        match $name {
-            $(stringify!($field) => {
-                #[derive(Deserialize)]
-                struct Only {
-                    #[serde(default)]
-                    #[allow(dead_code)]
-                    $field: Option<$ty>,
-                }
-                toml::from_str::<Only>($source).map(|_| ())
-            })*
-            _ => Ok(()),
-        }
-    };
+/// Checks that `text` is a PromQL series selector (`metric{label="v"}`).
+pub(crate) fn check_selector(text: &str) -> Result<(), String> {
+    match promql_parser::parser::parse(text) {
+        Ok(promql_parser::parser::Expr::VectorSelector(_)) => Ok(()),
+        Ok(_) => Err(format!(
+            "`{text}` is not a series selector: expected `metric{{label=\"value\"}}`"
+        )),
+        Err(e) => Err(format!("invalid selector `{text}`: {e}")),
+    }
 }
 
 impl Document for ForecasterConfig {
-    const SECTIONS: &'static [&'static str] = &["server", "limits", "storage", "model", "ingest"];
+    const SECTIONS: &'static [&'static str] =
+        &["server", "limits", "storage", "model", "ingest", "rules"];
 
     fn check_section(source: &str, name: &str) -> Result<(), toml::de::Error> {
         section_checker!(source, name, {
@@ -198,6 +272,7 @@ impl Document for ForecasterConfig {
             storage: StorageConfig,
             model: ModelConfig,
             ingest: IngestConfig,
+            rules: Vec<RuleConfig>,
         })
     }
 
@@ -267,6 +342,36 @@ impl Document for ForecasterConfig {
                 "must be a whole number of seconds",
             ));
         }
+        let m = &self.model;
+        if m.refit_every < step || m.refit_every > Duration::from_secs(7 * 86_400) {
+            p.push(Problem::new(
+                "model.refit_every",
+                "must be at least one step (model.step) and at most 7d",
+            ));
+        }
+        if m.forecast_horizon < m.refit_every
+            || m.forecast_horizon > Duration::from_secs(30 * 86_400)
+        {
+            p.push(Problem::new(
+                "model.forecast_horizon",
+                "must cover at least model.refit_every and at most 30d",
+            ));
+        }
+        if !(0.5..=0.999).contains(&m.band_level) {
+            p.push(Problem::new(
+                "model.band_level",
+                format!("must be between 0.5 and 0.999, got {}", m.band_level),
+            ));
+        }
+        if m.min_points < 8 {
+            p.push(Problem::new("model.min_points", "must be at least 8"));
+        }
+        if m.breach_lookback < step * 8 {
+            p.push(Problem::new(
+                "model.breach_lookback",
+                "must cover at least 8 steps",
+            ));
+        }
         let retention = self.storage.retention;
         if retention < step * 2 {
             p.push(Problem::new(
@@ -283,6 +388,51 @@ impl Document for ForecasterConfig {
         }
         if self.storage.dir.as_os_str().is_empty() {
             p.push(Problem::new("storage.dir", "must not be empty"));
+        }
+        for (i, sel) in self.model.export_match.iter().enumerate() {
+            if let Err(e) = check_selector(sel) {
+                p.push(Problem::new(format!("model.export_match[{i}]"), e));
+            }
+        }
+        if self.model.export_limit > 1_000_000 {
+            p.push(Problem::new(
+                "model.export_limit",
+                "must be at most 1000000",
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            let at = |field: &str| format!("rules[{i}].{field}");
+            if r.name.trim().is_empty() {
+                p.push(Problem::new(at("name"), "must not be empty"));
+            } else if !names.insert(r.name.as_str()) {
+                p.push(Problem::new(
+                    at("name"),
+                    format!("`{}` is already the name of another rule", r.name),
+                ));
+            }
+            if let Err(e) = check_selector(&r.select) {
+                p.push(Problem::new(at("select"), e));
+            }
+            if !r.threshold.is_finite() {
+                p.push(Problem::new(at("threshold"), "must be a finite number"));
+            }
+            if r.horizon < Duration::from_secs(60) || r.horizon > Duration::from_secs(90 * 86_400) {
+                p.push(Problem::new(at("horizon"), "must be between 1m and 90d"));
+            }
+            for k in r.labels.keys() {
+                let valid = k
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !valid {
+                    p.push(Problem::new(
+                        at("labels"),
+                        format!("invalid label name `{k}`: expected [a-zA-Z_][a-zA-Z0-9_]*"),
+                    ));
+                }
+            }
         }
         for (i, attr) in self.ingest.promote_resource_attributes.iter().enumerate() {
             if attr.trim().is_empty() {

@@ -14,14 +14,19 @@
 //! assert!(err.to_string().starts_with("bad.toml:2:8:"));
 //! ```
 
+mod agent;
 mod error;
 mod forecaster;
 mod load;
 mod units;
 
+pub use agent::{
+    AgentConfig, AgentSettings, ExportProtocol, HostConfig, LogsConfig, ScrapeConfig, StartAt,
+};
 pub use error::{ConfigErrors, Error, Problem, Result};
 pub use forecaster::{
-    ForecasterConfig, IngestConfig, LimitsConfig, ModelConfig, ServerConfig, StorageConfig,
+    Direction, ForecasterConfig, IngestConfig, LimitsConfig, ModelConfig, RuleConfig, RuleKind,
+    ServerConfig, StorageConfig,
 };
 pub use load::Document;
 pub use units::ByteSize;

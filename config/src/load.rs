@@ -12,6 +12,26 @@ use toml::de::{DeTable, DeValue};
 
 use crate::error::{ConfigErrors, Problem};
 
+/// Implements [`Document::check_section`]: deserializes one named section alone, each with its
+/// own type, ignoring the others.
+macro_rules! section_checker {
+    ($source:expr, $name:expr, { $($field:ident: $ty:ty),* $(,)? }) => {
+        match $name {
+            $(stringify!($field) => {
+                #[derive(Deserialize)]
+                struct Only {
+                    #[serde(default)]
+                    #[allow(dead_code)]
+                    $field: Option<$ty>,
+                }
+                toml::from_str::<Only>($source).map(|_| ())
+            })*
+            _ => Ok(()),
+        }
+    };
+}
+pub(crate) use section_checker;
+
 /// A configuration document type: its sections and its semantic checks.
 pub trait Document: DeserializeOwned + Default {
     /// The top-level keys this document accepts.
@@ -93,7 +113,7 @@ fn clean_message(message: &str) -> String {
 
 /// Finds the span of a dotted path such as `server.http` or `rules[2].threshold`, falling back to
 /// the closest ancestor that exists in the file.
-fn find_span(table: &DeTable<'_>, path: &str) -> Option<Range<usize>> {
+pub(crate) fn find_span(table: &DeTable<'_>, path: &str) -> Option<Range<usize>> {
     let mut best = None;
     let mut current: Option<&DeValue<'_>> = None;
     let mut first = true;

@@ -74,12 +74,12 @@ fn every_section_error_is_reported_with_its_position() {
 
 #[test]
 fn semantic_errors_point_at_the_key() {
-    let source = "[model]\nstep = \"2h\"\n[limits]\nmax_series = 0\n";
+    let source = "[model]\nstep = \"500ms\"\n[limits]\nmax_series = 0\n";
     let got = problems(source);
     assert_eq!(
         got,
         vec![
-            "2:1: `model.step`: must be between 1s and 1h, got 2h".to_string(),
+            "2:1: `model.step`: must be between 1s and 1h, got 500ms".to_string(),
             "4:1: `limits.max_series`: must be at least 1".to_string(),
         ]
     );
@@ -114,4 +114,49 @@ fn missing_file_is_a_read_error() {
         ForecasterConfig::from_file(std::path::Path::new("/nonexistent/presage.toml")).unwrap_err();
     assert!(matches!(err, Error::Read { .. }));
     assert!(err.to_string().contains("/nonexistent/presage.toml"));
+}
+
+#[test]
+fn export_selectors_are_checked() {
+    let got = problems("[model]\nexport_match = [\"up\", \"rate(x[5m])\"]\n");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].contains("model.export_match[1]"), "{}", got[0]);
+    assert!(got[0].contains("not a series selector"), "{}", got[0]);
+}
+
+#[test]
+fn breach_rules_parse_and_are_validated() {
+    let cfg = ForecasterConfig::from_toml(
+        r#"
+[[rules]]
+name = "RootFilesystemFilling"
+kind = "breach"
+select = 'system_filesystem_utilization{mountpoint="/"}'
+threshold = 0.9
+horizon = "6h"
+labels = { severity = "critical" }
+"#,
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(cfg.rules[0].kind, RuleKind::Breach);
+    assert_eq!(cfg.rules[0].direction, Direction::Above);
+    assert_eq!(cfg.rules[0].labels["severity"], "critical");
+
+    let got = problems(
+        "[[rules]]\nname = \"a\"\nkind = \"breach\"\nselect = \"up\"\nthreshold = 1\n\n[[rules]]\nname = \"a\"\nkind = \"breach\"\nselect = \"x[5m]\"\nthreshold = 1\nhorizon = \"1s\"\n",
+    );
+    assert_eq!(got.len(), 3, "{got:#?}");
+    assert!(
+        got[0].contains("rules[1].name") && got[0].contains("already"),
+        "{}",
+        got[0]
+    );
+    assert!(got[1].contains("rules[1].select"), "{}", got[1]);
+    assert!(got[2].contains("rules[1].horizon"), "{}", got[2]);
+
+    // Kinds this version does not evaluate are refused, not silently ignored.
+    let got =
+        problems("[[rules]]\nname = \"a\"\nkind = \"anomaly\"\nselect = \"up\"\nthreshold = 1\n");
+    assert!(got[0].contains("unknown variant `anomaly`"), "{}", got[0]);
 }

@@ -1,18 +1,23 @@
 //! Shared daemon state and the ingest operations every front end calls.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use parking_lot::Mutex;
 use presage_config::ForecasterConfig;
+use serde::Serialize;
+use tokio::sync::mpsc;
 
+use crate::detect::StepScore;
 use crate::ingest::otlp::OtlpTranslator;
 use crate::ingest::remote_write::{self, CounterFamilies};
 use crate::ingest::{RejectReason, WriteBatch};
 use crate::store::logs::LogBuffer;
-use crate::store::{Store, WriteOutcome};
+use crate::store::{FitJob, SeriesId, Store, WriteOutcome};
 use crate::telemetry::{Protocol, Telemetry};
 
 /// The daemon's clock: the wall clock, or a fixed instant in tests. Only used to bound
@@ -49,6 +54,29 @@ pub struct LogsOutcome {
     pub message: Option<String>,
 }
 
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Anomalies kept for `/api/v1/anomalies`.
+const ANOMALY_LOG: usize = 10_000;
+/// Scores at or above this are recorded as anomalies.
+pub const ANOMALY_SCORE: f64 = 0.5;
+
+/// A scored step that stood out.
+#[derive(Debug, Clone, Serialize)]
+pub struct Anomaly {
+    /// The series' labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The series id (hex).
+    pub series_id: String,
+    /// The step and its score.
+    #[serde(flatten)]
+    pub step: StepScore,
+}
+
 /// Everything the listeners share.
 pub struct App {
     /// The configuration the daemon runs with.
@@ -66,6 +94,11 @@ pub struct App {
     /// The clock.
     pub clock: Clock,
     ready: AtomicBool,
+    fit_tx: mpsc::UnboundedSender<FitJob>,
+    export: Vec<crate::store::Selector>,
+    breach_rules: Vec<(presage_config::RuleConfig, crate::store::Selector)>,
+    fit_rx: Mutex<Option<mpsc::UnboundedReceiver<FitJob>>>,
+    anomalies: Mutex<VecDeque<Anomaly>>,
 }
 
 impl App {
@@ -81,7 +114,39 @@ impl App {
             &config.ingest.promote_resource_attributes,
             config.limits.max_series,
         );
+        // Unbounded in type only: a series has at most one fit in flight, so the queue never
+        // holds more jobs than `limits.max_series`.
+        let (fit_tx, fit_rx) = mpsc::unbounded_channel();
+        let export = config
+            .model
+            .export_match
+            .iter()
+            .filter_map(|text| match crate::store::Selector::parse(text) {
+                Ok(sel) => Some(sel),
+                Err(e) => {
+                    tracing::warn!(%e, "model.export_match entry ignored");
+                    None
+                }
+            })
+            .collect();
+        let breach_rules = config
+            .rules
+            .iter()
+            .filter(|r| r.kind == presage_config::RuleKind::Breach)
+            .filter_map(|r| match crate::store::Selector::parse(&r.select) {
+                Ok(sel) => Some((r.clone(), sel)),
+                Err(e) => {
+                    tracing::warn!(rule = %r.name, %e, "rule ignored");
+                    None
+                }
+            })
+            .collect();
         Arc::new(Self {
+            breach_rules,
+            export,
+            fit_tx,
+            fit_rx: Mutex::new(Some(fit_rx)),
+            anomalies: Mutex::new(VecDeque::new()),
             counter_families: CounterFamilies::new(config.limits.max_series),
             store,
             logs,
@@ -102,9 +167,188 @@ impl App {
         self.ready.store(ready, Ordering::Release);
     }
 
+    /// Takes the receiving end of the fit queue (once: the server's fit pool owns it).
+    pub fn take_fit_queue(&self) -> Option<mpsc::UnboundedReceiver<FitJob>> {
+        self.fit_rx.lock().take()
+    }
+
+    /// Hands on what a write or a fit produced: fits to the pool, notable scores to the log.
+    pub fn after(&self, out: &mut WriteOutcome) {
+        for job in out.fit_jobs.drain(..) {
+            self.telemetry.fit_queued();
+            if self.fit_tx.send(job).is_err() {
+                tracing::debug!("fit queue closed; the daemon is stopping");
+            }
+        }
+        self.record_scores(&out.scores);
+    }
+
+    fn record_scores(&self, scores: &[(SeriesId, StepScore)]) {
+        let notable: Vec<&(SeriesId, StepScore)> = scores
+            .iter()
+            .filter(|(_, s)| s.score >= ANOMALY_SCORE)
+            .collect();
+        self.telemetry.record_scores(scores.len(), notable.len());
+        if notable.is_empty() {
+            return;
+        }
+        let mut log = self.anomalies.lock();
+        for (id, step) in notable {
+            let labels = self.store.labels_of(*id).unwrap_or_default();
+            if log.len() >= ANOMALY_LOG {
+                log.pop_front();
+            }
+            log.push_back(Anomaly {
+                labels,
+                series_id: format!("{id:016x}"),
+                step: *step,
+            });
+        }
+    }
+
+    /// Recorded anomalies with a step at or after `since_ms` and a score at or above
+    /// `min_score`, oldest first, at most `limit` (the newest).
+    pub fn anomalies(&self, since_ms: i64, min_score: f64, limit: usize) -> Vec<Anomaly> {
+        let log = self.anomalies.lock();
+        let mut out: Vec<Anomaly> = log
+            .iter()
+            .filter(|a| a.step.slot_ms >= since_ms && a.step.score >= min_score)
+            .cloned()
+            .collect();
+        let skip = out.len().saturating_sub(limit);
+        out.drain(..skip);
+        out
+    }
+
+    /// The model's series for `/metrics`: `<metric>:predicted{…,ml_forecast="yhat|yhat_lower|
+    /// yhat_upper"}`, `<metric>:anomalous{…}` (1 above the band, -1 below, 0 inside) and
+    /// `presage_anomaly_score{metric="<metric>",…}`, for the series `model.export_match` selects.
+    pub fn render_model_metrics(&self) -> String {
+        use std::fmt::Write as _;
+        let rows = self
+            .store
+            .latest_scores(&self.export, self.config.model.export_limit);
+        let mut out = String::with_capacity(rows.len() * 256);
+        self.render_breach_etas(&mut out);
+        if rows.is_empty() {
+            return out;
+        }
+        let _ = writeln!(
+            out,
+            "# HELP presage_anomaly_score Latest calibrated anomaly score of the series, 0 to 1."
+        );
+        let _ = writeln!(out, "# TYPE presage_anomaly_score gauge");
+        let mut rest = String::new();
+        for (labels, s) in &rows {
+            let name = labels
+                .iter()
+                .find(|(n, _)| n == crate::ingest::METRIC_NAME_LABEL)
+                .map_or("", |(_, v)| v.as_str());
+            let others: Vec<String> = labels
+                .iter()
+                .filter(|(n, _)| n != crate::ingest::METRIC_NAME_LABEL)
+                .map(|(n, v)| format!("{n}=\"{}\"", escape(v)))
+                .collect();
+            let joined = others.join(",");
+            let sep = if joined.is_empty() { "" } else { "," };
+            let _ = writeln!(
+                out,
+                "presage_anomaly_score{{metric=\"{}\"{sep}{joined}}} {}",
+                escape(name),
+                s.score
+            );
+            for (kind, v) in [
+                ("yhat", s.expected),
+                ("yhat_lower", s.lower),
+                ("yhat_upper", s.upper),
+            ] {
+                let _ = writeln!(
+                    rest,
+                    "{name}:predicted{{{joined}{sep}ml_forecast=\"{kind}\"}} {v}"
+                );
+            }
+            let _ = writeln!(rest, "{name}:anomalous{{{joined}}} {}", s.direction);
+        }
+        out.push_str(&rest);
+        out
+    }
+
+    /// Breach forecasts of the configured breach rules, as seen at each series' newest step:
+    /// `presage_breach_eta_seconds{rule,quantile="0.1|0.5|0.9",…}`, only for series predicted to
+    /// cross within the rule's horizon.
+    pub fn breach_etas(&self) -> Vec<(String, crate::ingest::Labels, crate::model::BreachEta)> {
+        let mut out = Vec::new();
+        for (rule, sel) in &self.breach_rules {
+            let direction = match rule.direction {
+                presage_config::Direction::Above => crate::model::ThresholdDirection::Above,
+                presage_config::Direction::Below => crate::model::ThresholdDirection::Below,
+            };
+            for (labels, score, trend) in self.store.trends(sel, self.config.model.export_limit) {
+                let eta = trend.eta(
+                    rule.threshold,
+                    direction,
+                    score.slot_ms,
+                    score.value,
+                    rule.horizon.as_secs_f64(),
+                );
+                if let Some(eta) = eta {
+                    out.push((rule.name.clone(), labels, eta));
+                }
+            }
+        }
+        out
+    }
+
+    fn render_breach_etas(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let etas = self.breach_etas();
+        if etas.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "# HELP presage_breach_eta_seconds Forecast time until the series crosses the rule's threshold."
+        );
+        let _ = writeln!(out, "# TYPE presage_breach_eta_seconds gauge");
+        for (rule, labels, eta) in etas {
+            let others: String = labels
+                .iter()
+                .filter(|(n, _)| n != "rule" && n != "quantile")
+                .map(|(n, v)| {
+                    let n = if n == crate::ingest::METRIC_NAME_LABEL {
+                        "metric"
+                    } else {
+                        n
+                    };
+                    format!(",{n}=\"{}\"", escape(v))
+                })
+                .collect();
+            for (q, v) in [
+                ("0.1", eta.p10_seconds),
+                ("0.5", eta.p50_seconds),
+                ("0.9", eta.p90_seconds),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "presage_breach_eta_seconds{{rule=\"{}\",quantile=\"{q}\"{others}}} {v}",
+                    escape(&rule)
+                );
+            }
+        }
+    }
+
+    /// Runs a queued fit (blocking: call it from the fit pool) and hands on what it produced.
+    pub fn run_fit(&self, job: FitJob) {
+        let started = std::time::Instant::now();
+        let mut out = self.store.complete_fit(job);
+        self.telemetry.fit_done(started.elapsed().as_secs_f64());
+        self.after(&mut out);
+    }
+
     /// Stores a translated batch and records the outcome.
     pub fn write(&self, protocol: Protocol, batch: WriteBatch) -> WriteOutcome {
-        let out = self.store.write(batch, self.clock.now_ms());
+        let mut out = self.store.write(batch, self.clock.now_ms());
+        self.after(&mut out);
         self.telemetry
             .record_write(protocol, &out, self.store.series_count());
         if let Some(msg) = &out.first_error {

@@ -18,7 +18,10 @@
 
 pub mod api;
 pub mod app;
+pub mod backtest;
+pub mod detect;
 pub mod ingest;
+pub mod model;
 pub mod server;
 pub mod store;
 pub mod telemetry;

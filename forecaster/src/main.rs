@@ -1,11 +1,12 @@
 //! `presage`: the forecaster daemon and its tools.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use presage_config::{EXIT_INVALID_CONFIG, Error as ConfigError, ForecasterConfig};
 use presage_forecaster::app::Clock;
+use presage_forecaster::backtest;
 use presage_forecaster::server::{Running, termination_signal};
 
 /// Presage: seasonal baselines, anomaly detection and ahead-of-time breach alerts for metrics
@@ -29,6 +30,32 @@ enum Command {
     Serve {
         /// Configuration file (TOML). Every key is optional.
         #[arg(long, short, value_name = "FILE", env = "PRESAGE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Run the detector offline over `timestamp,value` CSV files and write NAB result rows
+    /// (`timestamp,value,anomaly_score,label`). Uses the same store, models and scoring as the
+    /// daemon; a row's score depends only on that row and the rows before it.
+    Backtest {
+        /// One input file.
+        #[arg(
+            long,
+            value_name = "FILE.csv",
+            conflicts_with = "input_dir",
+            required_unless_present = "input_dir"
+        )]
+        input: Option<PathBuf>,
+        /// Where to write its results.
+        #[arg(long, value_name = "FILE.csv", requires = "input")]
+        output: Option<PathBuf>,
+        /// A folder of CSV files (searched recursively, e.g. a NAB `data/` folder).
+        #[arg(long, value_name = "DIR", requires = "output_dir")]
+        input_dir: Option<PathBuf>,
+        /// Where to write results, mirroring the input folder; files are named
+        /// `presage_<name>.csv` as the NAB scorer expects.
+        #[arg(long, value_name = "DIR")]
+        output_dir: Option<PathBuf>,
+        /// Configuration whose `[model]` settings to use (the step is taken from each file).
+        #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
     },
     /// Validate a configuration file: print every problem with its line and column and exit
@@ -71,6 +98,37 @@ fn load_config(path: Option<&PathBuf>) -> Result<ForecasterConfig, ExitCode> {
     })
 }
 
+fn backtest_file(input: &Path, output: &Path, config: &ForecasterConfig) -> anyhow::Result<()> {
+    let rows = backtest::read_csv(input)?;
+    let scores = backtest::score_rows(&rows, config)
+        .map_err(|e| e.context(format!("{}", input.display())))?;
+    backtest::write_results(output, &rows, &scores)
+}
+
+fn backtest_dir(dir: &Path, out: Option<&Path>, config: &ForecasterConfig) -> anyhow::Result<()> {
+    let out = out.ok_or_else(|| anyhow::anyhow!("--output-dir is required with --input-dir"))?;
+    let files = backtest::csv_files(dir)?;
+    if files.is_empty() {
+        anyhow::bail!("no .csv files under {}", dir.display());
+    }
+    let bar = indicatif::ProgressBar::new(files.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files, {elapsed} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    for rel in &files {
+        bar.set_message(rel.display().to_string());
+        let name = rel
+            .file_name()
+            .map(|n| format!("presage_{}", n.to_string_lossy()))
+            .unwrap_or_default();
+        let target = out.join(rel.parent().unwrap_or(Path::new(""))).join(name);
+        backtest_file(&dir.join(rel), &target, config)?;
+        bar.inc(1);
+    }
+    bar.finish_with_message("done");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -81,6 +139,33 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Backtest {
+            input,
+            output,
+            input_dir,
+            output_dir,
+            config,
+        } => {
+            let config = match load_config(config.as_ref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let result = match (input, input_dir) {
+                (Some(input), _) => {
+                    let output = output.unwrap_or_else(|| input.with_extension("scores.csv"));
+                    backtest_file(&input, &output, &config)
+                }
+                (None, Some(dir)) => backtest_dir(&dir, output_dir.as_deref(), &config),
+                (None, None) => Err(anyhow::anyhow!("--input or --input-dir is required")),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("presage backtest: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve { config } => {
             init_tracing(cli.log.as_deref());
             let config = match load_config(config.as_ref()) {

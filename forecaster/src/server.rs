@@ -96,6 +96,39 @@ impl Running {
                 .context("OTLP/gRPC server failed")
         });
 
+        // The fit pool: fits run on blocking threads, at most `model.fit_concurrency` at once.
+        if let Some(mut queue) = app.take_fit_queue() {
+            let workers = match app.config.model.fit_concurrency {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            };
+            let permits = Arc::new(tokio::sync::Semaphore::new(workers));
+            let pool_app = app.clone();
+            let mut rx = signal.clone();
+            tasks.spawn(async move {
+                loop {
+                    let job = tokio::select! {
+                        job = queue.recv() => job,
+                        changed = rx.changed() => {
+                            if changed.is_err() || *rx.borrow() {
+                                return Ok(());
+                            }
+                            continue;
+                        }
+                    };
+                    let Some(job) = job else { return Ok(()) };
+                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                        return Ok(());
+                    };
+                    let app = pool_app.clone();
+                    tokio::task::spawn_blocking(move || {
+                        app.run_fit(job);
+                        drop(permit);
+                    });
+                }
+            });
+        }
+
         let maintenance_app = app.clone();
         let mut rx = signal.clone();
         tasks.spawn(async move {

@@ -55,6 +55,10 @@ pub struct Telemetry {
     bytes_per_series: IntGauge,
     http_duration: HistogramVec,
     grpc_duration: HistogramVec,
+    fits_queued: prometheus::IntCounter,
+    fit_duration: prometheus::Histogram,
+    steps_scored: prometheus::IntCounter,
+    anomalies: prometheus::IntCounter,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -191,7 +195,34 @@ impl Telemetry {
         .unwrap_or_else(|e| panic!("{e}"));
         register(&r, Box::new(grpc_duration.clone()));
 
+        let fits_queued = counter(
+            "presage_fits_queued_total",
+            "Baseline fits scheduled (event-time refits).",
+        );
+        let fit_duration = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "presage_fit_duration_seconds",
+                "Time one baseline fit takes.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        register(&r, Box::new(fit_duration.clone()));
+        let steps_scored = counter(
+            "presage_steps_scored_total",
+            "Resampled steps scored against a baseline.",
+        );
+        let anomalies = counter(
+            "presage_anomalies_total",
+            "Scored steps with an anomaly score of at least 0.5.",
+        );
         Self {
+            fits_queued,
+            fit_duration,
+            steps_scored,
+            anomalies,
             registry: r,
             samples_accepted,
             samples_rejected,
@@ -254,6 +285,22 @@ impl Telemetry {
             .set(i64::try_from(streams).unwrap_or(i64::MAX));
     }
 
+    /// Counts a fit put on the queue.
+    pub fn fit_queued(&self) {
+        self.fits_queued.inc();
+    }
+
+    /// Records a finished fit.
+    pub fn fit_done(&self, seconds: f64) {
+        self.fit_duration.observe(seconds);
+    }
+
+    /// Records scored steps and how many were anomalous.
+    pub fn record_scores(&self, scored: usize, anomalous: usize) {
+        self.steps_scored.inc_by(scored as u64);
+        self.anomalies.inc_by(anomalous as u64);
+    }
+
     /// Records a request refused as a whole.
     pub fn record_request_rejected(&self, protocol: Protocol, reason: RejectReason) {
         self.requests_rejected
@@ -286,7 +333,10 @@ impl Telemetry {
         self.memory
             .with_label_values(&["index"])
             .set(to_i64(m.index_bytes));
-        let total = m.history_bytes + m.series_bytes + m.index_bytes;
+        self.memory
+            .with_label_values(&["model"])
+            .set(to_i64(m.model_bytes));
+        let total = m.history_bytes + m.series_bytes + m.index_bytes + m.model_bytes;
         self.bytes_per_series
             .set(to_i64(total.checked_div(m.series).unwrap_or(0)));
         self.series.set(to_i64(m.series));

@@ -42,6 +42,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/series", get(series))
         .route("/api/v1/forecast", get(forecast))
         .route("/api/v1/logs", get(logs))
+        .route("/api/v1/anomalies", get(anomalies))
         .route("/api/v1/status", get(status))
         .route("/api/v1/write", post(remote_write))
         .route("/metrics", get(metrics))
@@ -141,6 +142,7 @@ async fn index() -> impl IntoResponse {
             "GET  /api/v1/series?match[]=<selector>\n",
             "GET  /api/v1/forecast?series=<selector>[&start=..&end=..&limit=..]\n",
             "GET  /api/v1/logs?match[]=<selector>[&limit=..]\n",
+            "GET  /api/v1/anomalies[?since=..&min_score=..&limit=..]\n",
             "GET  /api/v1/status\n",
             "POST /api/v1/write        (Prometheus remote_write)\n",
             "GET  /metrics\n",
@@ -179,6 +181,9 @@ struct ForecastSeries {
     info: SeriesInfo,
     /// `[unix seconds, value or null]` per step.
     history: Vec<(f64, Option<f64>)>,
+    /// `[unix seconds, expected, lower, upper]` per step of the current baseline, from its fit
+    /// boundary through the forecast horizon.
+    expected: Vec<(f64, f64, f64, f64)>,
 }
 
 async fn forecast(
@@ -209,6 +214,23 @@ async fn forecast(
         .history(&sel, start, end, limit)
         .into_iter()
         .map(|h| ForecastSeries {
+            expected: h
+                .baseline
+                .map(|b| {
+                    b.path
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| {
+                            (
+                                (b.start_ms + i as i64 * b.step_ms) as f64 / 1000.0,
+                                f64::from(p.expected),
+                                f64::from(p.lower),
+                                f64::from(p.upper),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             info: h.info,
             history: h
                 .points
@@ -239,6 +261,29 @@ async fn logs(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> Result<Re
         all.split_off(skip)
     };
     Ok(success(entries))
+}
+
+async fn anomalies(
+    State(app): State<Arc<App>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = params(raw)?;
+    let since = param(&params, "since")
+        .map(|v| parse_time("since", v))
+        .transpose()?
+        .unwrap_or(i64::MIN);
+    let min_score = match param(&params, "min_score") {
+        None => crate::app::ANOMALY_SCORE,
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|s| (0.0..=1.0).contains(s))
+            .ok_or_else(|| {
+                ApiError::bad_data(format!("invalid min_score `{v}`: expected 0 to 1"))
+            })?,
+    };
+    let limit = limit(&params, 100)?;
+    Ok(success(app.anomalies(since, min_score, limit)))
 }
 
 async fn status(State(app): State<Arc<App>>) -> Response {
@@ -320,7 +365,7 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        app.telemetry.render(),
+        app.telemetry.render() + &app.render_model_metrics(),
     )
 }
 

@@ -17,9 +17,13 @@ use parking_lot::Mutex;
 use presage_config::ForecasterConfig;
 use serde::Serialize;
 
-use crate::ingest::{METRIC_NAME_LABEL, Point, RejectReason, SeriesWrite, ValueKind, WriteBatch};
+use crate::detect::StepScore;
+use crate::ingest::{
+    Labels, METRIC_NAME_LABEL, Point, RejectReason, SeriesWrite, ValueKind, WriteBatch,
+};
+use crate::model::{self, Baseline, ModelSettings, Readiness};
 pub use selector::Selector;
-use series::{LabelSet, Resolution, Series};
+use series::{DetectSettings, LabelSet, Resolution, Series, StepOut};
 
 const SHARDS: usize = 32;
 
@@ -52,6 +56,21 @@ pub struct WriteOutcome {
     pub first_error: Option<String>,
     /// Series created by this write.
     pub new_series: u64,
+    /// Steps scored by this write.
+    pub scores: Vec<(SeriesId, StepScore)>,
+    /// Fits due: run them with [`Store::complete_fit`] (off the async threads).
+    pub fit_jobs: Vec<FitJob>,
+}
+
+/// A fit a series is waiting for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitJob {
+    /// The series.
+    pub id: SeriesId,
+    /// The fit sees the steps before this slot.
+    pub boundary_ms: i64,
+    /// Those steps (NaN where a step had no data).
+    pub values: Vec<f64>,
 }
 
 impl WriteOutcome {
@@ -89,19 +108,29 @@ pub struct SeriesInfo {
     pub steps: u64,
     /// Raw points accepted since the series was created.
     pub points_total: u64,
+    /// How far the series' model has come.
+    pub readiness: Option<Readiness>,
+    /// Seasonal periods detected, in seconds.
+    pub periods_seconds: Vec<u64>,
+    /// The model behind the current baseline.
+    pub method: Option<model::Method>,
+    /// The latest anomaly score.
+    pub last_score: Option<StepScore>,
 }
 
 fn hex_id<S: serde::Serializer>(id: &SeriesId, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&format_args!("{id:016x}"))
 }
 
-/// Resampled history of one series.
+/// Resampled history of one series, with its current baseline.
 #[derive(Debug, Clone)]
 pub struct SeriesHistory {
     /// The series.
     pub info: SeriesInfo,
     /// `(slot timestamp ms, value)`; NaN where a step had no data.
     pub points: Vec<(i64, f64)>,
+    /// The current baseline, if fitted.
+    pub baseline: Option<Baseline>,
 }
 
 /// Memory use, measured by walking the store.
@@ -115,6 +144,8 @@ pub struct MemoryStats {
     pub series_bytes: usize,
     /// Bytes of the index: hash map, postings.
     pub index_bytes: usize,
+    /// Bytes of detection state: baselines, scorers.
+    pub model_bytes: usize,
 }
 
 impl MemoryStats {
@@ -269,6 +300,7 @@ pub struct Store {
     res: Resolution,
     retention_ms: i64,
     limits: StoreLimits,
+    inline_fits: bool,
 }
 
 impl Store {
@@ -278,12 +310,27 @@ impl Store {
             .unwrap_or(60_000)
             .max(1);
         let retention_ms = i64::try_from(cfg.storage.retention.as_millis()).unwrap_or(i64::MAX / 4);
+        let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4);
+        let mut model = ModelSettings::for_step(step_ms);
+        model.min_points = cfg.model.min_points;
+        model.band_level = cfg.model.band_level;
+        model.horizon_steps = ((ms(cfg.model.forecast_horizon) / step_ms).max(1)) as usize;
+        model.breach_lookback_steps = ((ms(cfg.model.breach_lookback) / step_ms).max(8)) as usize;
+        model.max_fit_points = model
+            .max_fit_points
+            .min(((retention_ms / step_ms).max(64)) as usize);
+        let detect = DetectSettings {
+            model,
+            refit_every_ms: ms(cfg.model.refit_every).max(step_ms),
+        };
         Self {
+            inline_fits: false,
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             series_count: AtomicUsize::new(0),
             res: Resolution {
                 step_ms,
                 retention_slots: (retention_ms / step_ms).max(1),
+                detect: Some(detect),
             },
             retention_ms,
             limits: StoreLimits {
@@ -295,6 +342,18 @@ impl Store {
                     .unwrap_or(i64::MAX / 4),
             },
         }
+    }
+
+    /// Runs fits inside [`Store::write`] instead of returning them as jobs: deterministic and
+    /// single-threaded, for backtests.
+    pub fn with_inline_fits(mut self) -> Self {
+        self.inline_fits = true;
+        self
+    }
+
+    /// The model settings.
+    pub fn model_settings(&self) -> Option<ModelSettings> {
+        self.res.detect.map(|d| d.model)
     }
 
     /// The resampling step in milliseconds.
@@ -381,8 +440,10 @@ impl Store {
         }
         let oldest = now_ms.saturating_sub(self.retention_ms);
         let newest = now_ms.saturating_add(self.limits.max_future_ms);
+        let mut steps = StepOut::default();
         for p in sw.points {
-            let result = check_point(&p, oldest, newest).and_then(|()| series.push(p, &self.res));
+            let result = check_point(&p, oldest, newest)
+                .and_then(|()| series.push(p, &self.res, &mut steps));
             match result {
                 Ok(()) => out.accepted += 1,
                 Err(reason) => {
@@ -392,7 +453,101 @@ impl Store {
                     })
                 }
             }
+            self.after_steps(id, series, &mut steps, out);
         }
+    }
+
+    /// Hands on what closing steps produced: scores, and fits (run now when inline).
+    fn after_steps(
+        &self,
+        id: SeriesId,
+        series: &mut Series,
+        steps: &mut StepOut,
+        out: &mut WriteOutcome,
+    ) {
+        out.scores.extend(steps.scores.drain(..).map(|s| (id, s)));
+        let Some(d) = self.res.detect else {
+            return;
+        };
+        while let Some(fit) = steps.fit.take() {
+            let values = series.values_before(fit.boundary_ms, d.model.max_fit_points, &self.res);
+            if !self.inline_fits {
+                out.fit_jobs.push(FitJob {
+                    id,
+                    boundary_ms: fit.boundary_ms,
+                    values,
+                });
+                return;
+            }
+            let result = model::fit(&values, fit.boundary_ms, &d.model);
+            steps.fit = self.install(series, fit.boundary_ms, result, &mut steps.scores);
+            out.scores.extend(steps.scores.drain(..).map(|s| (id, s)));
+        }
+    }
+
+    /// Installs a fit result in a series' detector and scores the steps that waited for it.
+    fn install(
+        &self,
+        series: &mut Series,
+        boundary_ms: i64,
+        result: Result<Baseline, Readiness>,
+        scores: &mut Vec<StepScore>,
+    ) -> Option<crate::detect::FitRequest> {
+        let d = self.res.detect?;
+        let waited: Vec<(i64, f64)> = match series.detector.as_ref().and_then(|det| det.waiting()) {
+            Some((first, last)) => series
+                .history(first, last, &self.res)
+                .into_iter()
+                .filter(|(_, v)| !v.is_nan())
+                .collect(),
+            None => Vec::new(),
+        };
+        series.detector.as_mut()?.install(
+            boundary_ms,
+            result,
+            &d.model,
+            d.refit_every_ms,
+            &waited,
+            scores,
+        )
+    }
+
+    /// Runs a fit job (CPU-heavy: call it off the async threads) and installs the result,
+    /// returning the steps that waited for it, scored, and any fit that became due meanwhile.
+    pub fn complete_fit(&self, job: FitJob) -> WriteOutcome {
+        let mut out = WriteOutcome::default();
+        let Some(d) = self.res.detect else {
+            return out;
+        };
+        let result = model::fit(&job.values, job.boundary_ms, &d.model);
+        let mut shard = self.shards[(job.id % SHARDS as u64) as usize].lock();
+        let Some(&slot) = shard.by_id.get(&job.id) else {
+            return out;
+        };
+        let Some(series) = shard.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return out;
+        };
+        let mut steps = StepOut::default();
+        steps.fit = self.install(series, job.boundary_ms, result, &mut steps.scores);
+        self.after_steps(job.id, series, &mut steps, &mut out);
+        out
+    }
+
+    /// Completes every series' open step (the end of a backtest's input).
+    pub fn flush(&self) -> WriteOutcome {
+        let mut out = WriteOutcome::default();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            let ids: Vec<(SeriesId, u32)> = shard.by_id.iter().map(|(i, s)| (*i, *s)).collect();
+            for (id, slot) in ids {
+                if let Some(series) = shard.slots.get_mut(slot as usize).and_then(Option::as_mut) {
+                    let mut steps = StepOut::default();
+                    series.close_open(&self.res, &mut steps);
+                    self.after_steps(id, series, &mut steps, &mut out);
+                }
+            }
+        }
+        out
     }
 
     fn check_labels(&self, labels: &[(String, String)]) -> Result<(), (RejectReason, String)> {
@@ -499,6 +654,7 @@ impl Store {
                     out.push(SeriesHistory {
                         info: self.info(s),
                         points: s.history(start_ms, end_ms, &self.res),
+                        baseline: s.detector.as_ref().and_then(|d| d.baseline().cloned()),
                     });
                 }
             }
@@ -522,7 +678,111 @@ impl Store {
             last_ms: s.last_ts,
             steps: s.slot_count(),
             points_total: s.points_total,
+            readiness: s.detector.as_ref().map(|d| d.readiness().clone()),
+            periods_seconds: s
+                .detector
+                .as_ref()
+                .and_then(|d| d.baseline())
+                .map(|b| {
+                    b.periods
+                        .iter()
+                        .map(|p| (i64::from(*p) * self.res.step_ms / 1000) as u64)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            method: s
+                .detector
+                .as_ref()
+                .and_then(|d| d.baseline())
+                .map(|b| b.method),
+            last_score: s.detector.as_ref().and_then(|d| d.last_score().copied()),
         }
+    }
+
+    /// Labels, latest score and envelope trend of scored series matching `sel`, at most `limit`.
+    pub fn trends(
+        &self,
+        sel: &Selector,
+        limit: usize,
+    ) -> Vec<(Labels, StepScore, model::EnvelopeTrend)> {
+        let mut out = Vec::new();
+        let mut slots = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            slots.clear();
+            shard.select(sel, &mut slots);
+            for &slot in &slots {
+                let Some(s) = shard.series(slot) else {
+                    continue;
+                };
+                let Some(d) = s.detector.as_ref() else {
+                    continue;
+                };
+                let (Some(score), Some(trend)) =
+                    (d.last_score().copied(), d.baseline().and_then(|b| b.trend))
+                else {
+                    continue;
+                };
+                let labels: Vec<(String, String)> = s
+                    .labels
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect();
+                out.push((labels, score, trend));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.truncate(limit);
+        out
+    }
+
+    /// Labels and latest score of scored series matching any of `sels` (every series when
+    /// empty), at most `limit`, in a stable order.
+    pub fn latest_scores(&self, sels: &[Selector], limit: usize) -> Vec<(Labels, StepScore)> {
+        let mut out = Vec::new();
+        let mut slots = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            slots.clear();
+            if sels.is_empty() {
+                slots.extend(shard.by_id.values().copied());
+            } else {
+                for sel in sels {
+                    shard.select(sel, &mut slots);
+                }
+                slots.sort_unstable();
+                slots.dedup();
+            }
+            for &slot in &slots {
+                let Some(s) = shard.series(slot) else {
+                    continue;
+                };
+                let Some(score) = s.detector.as_ref().and_then(|d| d.last_score().copied()) else {
+                    continue;
+                };
+                let labels: Vec<(String, String)> = s
+                    .labels
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect();
+                out.push((labels, score));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.truncate(limit);
+        out
+    }
+
+    /// The labels of a series, if it exists.
+    pub fn labels_of(&self, id: SeriesId) -> Option<BTreeMap<String, String>> {
+        let shard = self.shards[(id % SHARDS as u64) as usize].lock();
+        let slot = *shard.by_id.get(&id)?;
+        shard.series(slot).map(|s| {
+            s.labels
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        })
     }
 
     /// Removes series whose newest sample is older than the retention by the daemon's clock,
@@ -557,6 +817,7 @@ impl Store {
                 m.series += 1;
                 m.history_bytes += s.history_bytes();
                 m.series_bytes += s.series_bytes();
+                m.model_bytes += s.model_bytes();
             }
         }
         m

@@ -4,17 +4,35 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::chunk::Chunk;
+use crate::detect::{FitRequest, SeriesDetector, StepScore};
 use crate::ingest::{Point, RejectReason, ValueKind};
+use crate::model::ModelSettings;
 
 /// Interned label pairs, sorted by name.
 pub(crate) type LabelSet = Box<[(Arc<str>, Arc<str>)]>;
 
-/// Step and retention shared by every series.
+/// Step, retention and detection settings shared by every series.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Resolution {
     pub(crate) step_ms: i64,
     /// Whole steps kept behind the newest one.
     pub(crate) retention_slots: i64,
+    /// Detection settings; `None` stores history only.
+    pub(crate) detect: Option<DetectSettings>,
+}
+
+/// How series are modelled and scored.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DetectSettings {
+    pub(crate) model: ModelSettings,
+    pub(crate) refit_every_ms: i64,
+}
+
+/// What closing steps produced.
+#[derive(Debug, Default)]
+pub(crate) struct StepOut {
+    pub(crate) scores: Vec<StepScore>,
+    pub(crate) fit: Option<FitRequest>,
 }
 
 impl Resolution {
@@ -60,6 +78,7 @@ pub(crate) struct Series {
     last_start: i64,
     open: Option<OpenStep>,
     chunks: VecDeque<Chunk>,
+    pub(crate) detector: Option<Box<SeriesDetector>>,
     /// Raw points accepted over the series' life.
     pub(crate) points_total: u64,
 }
@@ -77,13 +96,19 @@ impl Series {
             last_start: 0,
             open: None,
             chunks: VecDeque::new(),
+            detector: None,
             points_total: 0,
         }
     }
 
     /// Checks ordering and adds one point. The caller has already checked the value is finite
     /// and the timestamp is inside the accepted window.
-    pub(crate) fn push(&mut self, p: Point, res: &Resolution) -> Result<(), RejectReason> {
+    pub(crate) fn push(
+        &mut self,
+        p: Point,
+        res: &Resolution,
+        out: &mut StepOut,
+    ) -> Result<(), RejectReason> {
         if p.ts_ms < self.last_ts {
             return Err(RejectReason::OutOfOrder);
         }
@@ -141,7 +166,7 @@ impl Series {
             }
             _ => {
                 if let Some(done) = self.open.take() {
-                    self.append(done.slot_ms, done.resolve(self.kind), res);
+                    self.append(done.slot_ms, done.resolve(self.kind), res, out);
                 }
                 self.open = Some(OpenStep {
                     slot_ms: slot,
@@ -159,7 +184,44 @@ impl Series {
 
     /// Appends a completed step, filling skipped steps with NaN and dropping what falls out of
     /// retention.
-    fn append(&mut self, slot_ms: i64, value: f64, res: &Resolution) {
+    /// Completes the open step now, as if the next step had begun (end of a backtest).
+    pub(crate) fn close_open(&mut self, res: &Resolution, out: &mut StepOut) {
+        if let Some(done) = self.open.take() {
+            self.append(done.slot_ms, done.resolve(self.kind), res, out);
+        }
+    }
+
+    /// The `n` step values before `boundary_ms` (NaN where a step had no data).
+    pub(crate) fn values_before(&self, boundary_ms: i64, n: usize, res: &Resolution) -> Vec<f64> {
+        let start = boundary_ms - n as i64 * res.step_ms;
+        let mut out = Vec::with_capacity(n);
+        let mut next = start;
+        for (ts, v) in self.history(start, boundary_ms - 1, res) {
+            while next < ts {
+                out.push(f64::NAN);
+                next += res.step_ms;
+            }
+            out.push(v);
+            next = ts + res.step_ms;
+        }
+        out
+    }
+
+    fn append(&mut self, slot_ms: i64, value: f64, res: &Resolution, out: &mut StepOut) {
+        self.store_slot(slot_ms, value, res);
+        if let Some(d) = &res.detect {
+            let det = self
+                .detector
+                .get_or_insert_with(|| Box::new(SeriesDetector::new(&d.model)));
+            if let Some(fit) =
+                det.on_step(slot_ms, value, &d.model, d.refit_every_ms, &mut out.scores)
+            {
+                out.fit = Some(fit);
+            }
+        }
+    }
+
+    fn store_slot(&mut self, slot_ms: i64, value: f64, res: &Resolution) {
         let mut next = self
             .chunks
             .back()
@@ -255,6 +317,11 @@ impl Series {
         std::mem::size_of::<Self>()
             + self.labels.len() * std::mem::size_of::<(Arc<str>, Arc<str>)>()
     }
+
+    /// Bytes of detection state (baseline, scorer, queue).
+    pub(crate) fn model_bytes(&self) -> usize {
+        self.detector.as_ref().map_or(0, |d| d.memory_bytes())
+    }
 }
 
 #[cfg(test)]
@@ -267,6 +334,7 @@ mod tests {
         Resolution {
             step_ms: STEP,
             retention_slots: 60,
+            detect: None,
         }
     }
 
@@ -285,7 +353,8 @@ mod tests {
     fn gauge_keeps_last_value_per_step_and_marks_gaps() {
         let mut s = series(ValueKind::Gauge);
         for (ts, v) in [(0, 1.0), (30_000, 2.0), (60_000, 3.0), (200_000, 4.0)] {
-            s.push(Point::new(ts, v), &res()).unwrap();
+            s.push(Point::new(ts, v), &res(), &mut StepOut::default())
+                .unwrap();
         }
         assert_eq!(
             values(&s),
@@ -306,7 +375,8 @@ mod tests {
             (150_000, 150.0),
             (180_000, 300.0),
         ] {
-            s.push(Point::new(ts, v), &res()).unwrap();
+            s.push(Point::new(ts, v), &res(), &mut StepOut::default())
+                .unwrap();
         }
         // Step 2 mixes 30 s at 10/s and, after the reset, 30 s at 5/s.
         assert_eq!(
@@ -331,6 +401,7 @@ mod tests {
                     start_ms: ts - 60_000,
                 },
                 &res(),
+                &mut StepOut::default(),
             )
             .unwrap();
         }
@@ -340,14 +411,18 @@ mod tests {
     #[test]
     fn ordering_rules() {
         let mut s = series(ValueKind::Gauge);
-        s.push(Point::new(60_000, 1.0), &res()).unwrap();
+        s.push(Point::new(60_000, 1.0), &res(), &mut StepOut::default())
+            .unwrap();
         assert_eq!(
-            s.push(Point::new(59_999, 1.0), &res()),
+            s.push(Point::new(59_999, 1.0), &res(), &mut StepOut::default()),
             Err(RejectReason::OutOfOrder)
         );
-        assert_eq!(s.push(Point::new(60_000, 1.0), &res()), Ok(()));
         assert_eq!(
-            s.push(Point::new(60_000, 2.0), &res()),
+            s.push(Point::new(60_000, 1.0), &res(), &mut StepOut::default()),
+            Ok(())
+        );
+        assert_eq!(
+            s.push(Point::new(60_000, 2.0), &res(), &mut StepOut::default()),
             Err(RejectReason::DuplicateTimestamp)
         );
         assert_eq!(s.points_total, 1);
@@ -358,10 +433,12 @@ mod tests {
         let r = Resolution {
             step_ms: STEP,
             retention_slots: 300,
+            detect: None,
         };
         let mut s = series(ValueKind::Gauge);
         for i in 0..1000 {
-            s.push(Point::new(i * STEP, i as f64), &r).unwrap();
+            s.push(Point::new(i * STEP, i as f64), &r, &mut StepOut::default())
+                .unwrap();
         }
         // Kept: whole chunks covering at least the last 300 steps, not everything.
         let first = s.first_slot().unwrap() / STEP;
@@ -370,8 +447,10 @@ mod tests {
             "first slot {first}"
         );
         // A gap longer than the retention starts over.
-        s.push(Point::new(5000 * STEP, 1.0), &r).unwrap();
-        s.push(Point::new(5001 * STEP, 1.0), &r).unwrap();
+        s.push(Point::new(5000 * STEP, 1.0), &r, &mut StepOut::default())
+            .unwrap();
+        s.push(Point::new(5001 * STEP, 1.0), &r, &mut StepOut::default())
+            .unwrap();
         assert_eq!(s.first_slot(), Some(5000 * STEP));
         assert_eq!(s.slot_count(), 2);
     }

@@ -242,3 +242,43 @@ fn memory_per_series_is_small() {
         m.history_bytes / m.series
     );
 }
+
+#[test]
+fn fits_completed_later_give_the_same_scores_as_inline_fits() {
+    let cfg = cfg(10);
+    let step = 60_000;
+    let n = 1440 * 2;
+    let base = NOW - n as i64 * step;
+    let pts: Vec<(i64, f64)> = (0..n)
+        .map(|i| {
+            let wave = (i as f64 * std::f64::consts::TAU / 1440.0).sin() * 10.0;
+            (
+                base + i as i64 * step,
+                50.0 + wave + ((i * 7) % 11) as f64 * 0.1,
+            )
+        })
+        .collect();
+    let inline = Store::new(&cfg).with_inline_fits();
+    let pooled = Store::new(&cfg);
+    let mut want = Vec::new();
+    let mut got = Vec::new();
+    let mut jobs = std::collections::VecDeque::new();
+    for chunk in pts.chunks(500) {
+        want.extend(inline.write(gauge(labels("m", &[]), chunk), NOW).scores);
+        let out = pooled.write(gauge(labels("m", &[]), chunk), NOW);
+        got.extend(out.scores);
+        jobs.extend(out.fit_jobs);
+    }
+    // Fits complete only after all the data has arrived: the steps wait and are scored with the
+    // right baseline.
+    let mut fits = 0;
+    while let Some(job) = jobs.pop_front() {
+        let out = pooled.complete_fit(job);
+        got.extend(out.scores);
+        jobs.extend(out.fit_jobs);
+        fits += 1;
+    }
+    assert!(fits > 40, "{fits} fits");
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got, want);
+}
