@@ -16,7 +16,7 @@
 #   STEP_MS=15000  START_AGO=72h
 #   TARGETS="prometheus presage-rw presage-otlp-grpc presage-otlp-http"
 #   PROMETHEUS=/usr/bin/prometheus  SKIP_BUILD=1 (use the existing release build)
-#   REPEAT=1 (runs per series count and target; the ratio uses each target's best run)
+#   REPEAT=1 (runs per series count and target; each run's ratio is against Prometheus' best)
 #   IDLE_WAIT=300 (seconds to wait for other load on the machine to stop before each run)
 #   NICE=0 (e.g. -10 as root: servers and generator, and this session's autogroup, get priority
 #     over other work on a shared machine; both servers get the same treatment)

@@ -178,8 +178,8 @@ pub struct ModelConfig {
     /// fit. Refits land on multiples of this interval, so replays refit at the same points.
     #[serde(with = "humantime_serde")]
     pub refit_every: Duration,
-    /// How far ahead each fit forecasts. Scoring needs at least `refit_every`; breach rules look
-    /// this far ahead at most.
+    /// How far ahead each fit's expected band reaches (it is kept only up to twice
+    /// `refit_every`, which is all scoring needs; breach rules extrapolate the trend instead).
     #[serde(with = "humantime_serde")]
     pub forecast_horizon: Duration,
     /// Coverage of the expected band, between 0.5 and 0.999.

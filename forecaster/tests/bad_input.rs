@@ -57,19 +57,8 @@ struct Case {
 }
 
 async fn metric_value(client: &reqwest::Client, http: std::net::SocketAddr, prefix: &str) -> f64 {
-    let text = client
-        .get(format!("http://{http}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body");
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    let text = metrics_text(client, http).await.expect("metrics");
+    sample_value(&text, prefix).unwrap_or(0.0)
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {

@@ -99,32 +99,11 @@ async fn breach_eta_brackets_the_true_crossing() {
     let etas = eventually(Duration::from_secs(60), "a breach ETA for /var", || {
         let client = client.clone();
         async move {
-            let text = client
-                .get(format!("http://{http}/metrics"))
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            let value = |q: &str| -> Option<f64> {
-                text.lines()
-                    .find(|l| l.starts_with(&prefix(q)))?
-                    .rsplit(' ')
-                    .next()?
-                    .parse()
-                    .ok()
-            };
+            let text = metrics_text(&client, http).await?;
+            let value = |q: &str| sample_value(&text, &prefix(q));
             // Wait until every queued fit is done and every step scored: the ETA then comes from
             // the fit that saw the whole replay (up to the last hour boundary).
-            let metric = |name: &str| -> Option<f64> {
-                text.lines()
-                    .find(|l| l.starts_with(&format!("{name} ")))?
-                    .rsplit(' ')
-                    .next()?
-                    .parse()
-                    .ok()
-            };
+            let metric = |name: &str| sample_value(&text, &format!("{name} "));
             let queued = metric("presage_fits_queued_total")?;
             let done = metric("presage_fit_duration_seconds_count")?;
             let scored = metric("presage_steps_scored_total")?;

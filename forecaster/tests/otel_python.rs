@@ -138,29 +138,17 @@ async fn check_export(protocol: &str) {
     assert_eq!(logs[0]["labels"]["service_name"], "checkout");
 
     // Nothing was rejected.
-    let metrics = client
-        .get(format!("http://{http}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body");
+    let metrics = metrics_text(&client, http).await.expect("metrics");
     let proto = if protocol == "grpc" {
         "otlp_grpc"
     } else {
         "otlp_http"
     };
-    let accepted = metrics
-        .lines()
-        .find(|l| {
-            l.starts_with(&format!(
-                "presage_samples_accepted_total{{protocol=\"{proto}\"}}"
-            ))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let accepted = sample_value(
+        &metrics,
+        &format!("presage_samples_accepted_total{{protocol=\"{proto}\"}} "),
+    )
+    .unwrap_or(0.0);
     assert!(accepted >= 10.0, "accepted {accepted}\n{metrics}");
     assert!(
         !metrics.lines().any(|l| l.starts_with(&format!(

@@ -106,28 +106,8 @@ async fn replay_at_full_speed_matches_a_deterministic_run() {
     eventually(Duration::from_secs(120), "all steps scored", || {
         let client = client.clone();
         async move {
-            let text = client
-                .get(format!("http://{http}/metrics"))
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            let scored: f64 = text
-                .lines()
-                .find(|l| l.starts_with("presage_steps_scored_total "))?
-                .rsplit(' ')
-                .next()?
-                .parse()
-                .ok()?;
-            if scored < want {
-                let fits: Vec<&str> = text
-                    .lines()
-                    .filter(|l| l.starts_with("presage_fit"))
-                    .collect();
-                eprintln!("scored {scored} of {want}; {fits:?}");
-            }
+            let text = metrics_text(&client, http).await?;
+            let scored = sample_value(&text, "presage_steps_scored_total ")?;
             (scored >= want).then_some(())
         }
     })
@@ -154,14 +134,7 @@ async fn replay_at_full_speed_matches_a_deterministic_run() {
     assert_eq!(v["data"][0]["labels"]["job"], "replay");
 
     // The model's view is on /metrics, Grafana-ML style.
-    let text = client
-        .get(format!("http://{http}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body");
+    let text = metrics_text(&client, http).await.expect("metrics");
     for prefix in [
         "requests:predicted{job=\"replay\",ml_forecast=\"yhat\"} ",
         "requests:predicted{job=\"replay\",ml_forecast=\"yhat_lower\"} ",
@@ -169,10 +142,7 @@ async fn replay_at_full_speed_matches_a_deterministic_run() {
         "requests:anomalous{job=\"replay\"} ",
         "presage_anomaly_score{metric=\"requests\",job=\"replay\"} ",
     ] {
-        let line = text.lines().find(|l| l.starts_with(prefix));
-        let value: Option<f64> = line
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok());
+        let value = sample_value(&text, prefix);
         assert!(
             value.is_some_and(f64::is_finite),
             "{prefix} missing:\n{text}"

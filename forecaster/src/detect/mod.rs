@@ -1,14 +1,16 @@
 //! Online detection: every closed step of a series is scored against its current baseline, and
 //! refits are scheduled in event time.
 //!
-//! Scores are calibrated the same way for every series so one threshold means the same thing
-//! everywhere. Each step's deviation from the expected value, in units of the baseline's residual
-//! scale, becomes a surprise: `-ln p`, with `p` the two-sided tail probability of a deviation
-//! this large under a normal model. The short-term average of surprises is then compared with its own long-run
-//! distribution for this series — the "anomaly likelihood" of Ahmad et al. (Numenta, 2017) — so
-//! a series that is always a bit noisy does not page, and a sustained change does. The final
-//! score maps the tail probability `q` of that average to `L / (L + 5)` with `L = -log10 q`: 0.5
-//! is a one-in-100,000 event, and scores never saturate, so they keep their order.
+//! Scores are calibrated per series so that one threshold means the same thing everywhere.
+//! Each step's deviation from the expected value, in units of the baseline's residual scale,
+//! becomes a surprise: `-ln p`, with `p` the two-sided tail probability of a deviation this
+//! large under a normal model. The short-term average of surprises is then compared with the
+//! series' own past averages (an exponentially decayed histogram, about 2,000 steps long) — in
+//! the spirit of the "anomaly likelihood" of Ahmad et al. (Numenta, 2017) — so a series that is
+//! often a bit wild does not page for its usual wildness, and a change it has not shown before
+//! does. With `q` the share of past averages at least as high, the score is `L / (L + 3)` with
+//! `L = -log10 q`: 0.5 means "higher than all but one in a thousand of this series' steps".
+//! Within the same rarity, larger deviations score a little higher, so scores keep their order.
 
 mod series;
 
@@ -20,7 +22,7 @@ use crate::model::Baseline;
 use crate::model::stats::{norm_sf, probit};
 
 /// Steps averaged for the short-term surprise.
-const SHORT_WINDOW: usize = 3;
+const SHORT_WINDOW: usize = 2;
 /// Effective length (in steps) of the long-run statistics of the short-term average.
 const LONG_WINDOW: f64 = 2_000.0;
 /// Steps scored before the long-run statistics are trusted (the score stays 0 until then).
@@ -58,16 +60,41 @@ pub struct StepScore {
     pub persistent: bool,
 }
 
+/// Bins of the per-series histogram of short-term surprise averages.
+const BINS: usize = 48;
+
+fn bin_of(avg: f64) -> usize {
+    let x = (1.0 + avg.max(0.0)).ln() / (1.0 + MAX_SURPRISE).ln();
+    ((x * BINS as f64) as usize).min(BINS - 1)
+}
+
 /// Per-series scoring state: O(1) memory.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Scorer {
     short: [f32; SHORT_WINDOW],
     short_len: u8,
     short_pos: u8,
     long_mean: f64,
     long_var: f64,
+    /// Exponentially decayed counts of past short-term averages, by bin.
+    hist: [f32; BINS],
     scored: u64,
     outside: u32,
+}
+
+impl Default for Scorer {
+    fn default() -> Self {
+        Self {
+            short: [0.0; SHORT_WINDOW],
+            short_len: 0,
+            short_pos: 0,
+            long_mean: 0.0,
+            long_var: 0.0,
+            hist: [0.0; BINS],
+            scored: 0,
+            outside: 0,
+        }
+    }
 }
 
 impl Scorer {
@@ -107,12 +134,29 @@ impl Scorer {
             .sum::<f64>()
             / f64::from(self.short_len);
 
+        let bin = bin_of(avg);
         let score = if self.scored >= LEARNING_STEPS {
+            // How rare is an average this high in this series' own past (empirical tail,
+            // half the own bin), ordered within the same rarity by how far it is from the
+            // long-run mean.
+            let total: f64 = self.hist.iter().map(|c| f64::from(*c)).sum();
+            let tail: f64 = self.hist[bin + 1..]
+                .iter()
+                .map(|c| f64::from(*c))
+                .sum::<f64>()
+                + f64::from(self.hist[bin]) / 2.0;
+            let q_emp = (tail + 1.0) / (total + 1.0);
             let sd = self.long_var.sqrt().max(MIN_LONG_SD);
-            calibrate(neg_log10_sf((avg - self.long_mean) / sd))
+            let magnitude = neg_log10_sf((avg - self.long_mean) / sd);
+            calibrate(-q_emp.log10() + 0.01 * magnitude)
         } else {
             0.0
         };
+        let decay = 1.0 - 1.0 / LONG_WINDOW as f32;
+        for c in &mut self.hist {
+            *c *= decay;
+        }
+        self.hist[bin] += 1.0;
         // Update the long-run statistics after scoring (the step is judged on the past only).
         let alpha = 1.0 / (self.scored as f64 + 1.0).min(LONG_WINDOW);
         let delta = avg - self.long_mean;
@@ -153,11 +197,14 @@ fn neg_log10_sf(z: f64) -> f64 {
 }
 
 /// Maps `-log10 q` to [0, 1) without saturating, so scores keep their order however extreme:
-/// q = 1e-5 gives 0.5, 1e-20 gives 0.8, 1e-45 gives 0.9.
+/// q = 1e-3 gives 0.5, 1e-6 gives 0.67.
 fn calibrate(neg_log10_q: f64) -> f64 {
     let l = neg_log10_q.max(0.0);
-    l / (l + 5.0)
+    l / (l + CALIBRATION_HALF)
 }
+
+/// `-log10 q` at which the score is 0.5.
+const CALIBRATION_HALF: f64 = 3.0;
 
 #[cfg(test)]
 mod tests;

@@ -62,15 +62,15 @@ pub struct WriteOutcome {
     pub fit_jobs: Vec<FitJob>,
 }
 
-/// A fit a series is waiting for.
-#[derive(Debug, Clone, PartialEq)]
+/// A fit a series is waiting for. It carries no data: the steps before the boundary are
+/// complete and do not change, so the fit reads them when it runs, and a queue of thousands of
+/// jobs stays small.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FitJob {
     /// The series.
     pub id: SeriesId,
     /// The fit sees the steps before this slot.
     pub boundary_ms: i64,
-    /// Those steps (NaN where a step had no data).
-    pub values: Vec<f64>,
 }
 
 impl WriteOutcome {
@@ -314,7 +314,10 @@ impl Store {
         let mut model = ModelSettings::for_step(step_ms);
         model.min_points = cfg.model.min_points;
         model.band_level = cfg.model.band_level;
-        model.horizon_steps = ((ms(cfg.model.forecast_horizon) / step_ms).max(1)) as usize;
+        // The stored path only has to reach the next refit (with slack for a late one); the
+        // breach forecast extrapolates the envelope trend instead.
+        let horizon = ms(cfg.model.forecast_horizon).min(2 * ms(cfg.model.refit_every));
+        model.horizon_steps = ((horizon / step_ms).max(2)) as usize;
         model.breach_lookback_steps = ((ms(cfg.model.breach_lookback) / step_ms).max(8)) as usize;
         model.max_fit_points = model
             .max_fit_points
@@ -470,15 +473,14 @@ impl Store {
             return;
         };
         while let Some(fit) = steps.fit.take() {
-            let values = series.values_before(fit.boundary_ms, d.model.max_fit_points, &self.res);
             if !self.inline_fits {
                 out.fit_jobs.push(FitJob {
                     id,
                     boundary_ms: fit.boundary_ms,
-                    values,
                 });
                 return;
             }
+            let values = series.values_before(fit.boundary_ms, d.model.max_fit_points, &self.res);
             let result = model::fit(&values, fit.boundary_ms, &d.model);
             steps.fit = self.install(series, fit.boundary_ms, result, &mut steps.scores);
             out.scores.extend(steps.scores.drain(..).map(|s| (id, s)));
@@ -519,8 +521,22 @@ impl Store {
         let Some(d) = self.res.detect else {
             return out;
         };
-        let result = model::fit(&job.values, job.boundary_ms, &d.model);
-        let mut shard = self.shards[(job.id % SHARDS as u64) as usize].lock();
+        let shard_idx = (job.id % SHARDS as u64) as usize;
+        // Copy the steps out under the lock, fit without it.
+        let values = {
+            let shard = self.shards[shard_idx].lock();
+            let Some(series) = shard
+                .by_id
+                .get(&job.id)
+                .and_then(|slot| shard.series(*slot))
+            else {
+                return out;
+            };
+            series.values_before(job.boundary_ms, d.model.max_fit_points, &self.res)
+        };
+        let result = model::fit(&values, job.boundary_ms, &d.model);
+        drop(values);
+        let mut shard = self.shards[shard_idx].lock();
         let Some(&slot) = shard.by_id.get(&job.id) else {
             return out;
         };

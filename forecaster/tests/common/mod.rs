@@ -168,6 +168,28 @@ pub async fn series(
         .unwrap_or_default()
 }
 
+/// The daemon's `/metrics` text, `None` on any failure (for polling).
+pub async fn metrics_text(client: &reqwest::Client, http: std::net::SocketAddr) -> Option<String> {
+    client
+        .get(format!("http://{http}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
+/// The value of the first sample line of `text` starting with `prefix`.
+pub fn sample_value(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
 pub fn urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
     for b in s.bytes() {
