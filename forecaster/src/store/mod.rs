@@ -776,17 +776,21 @@ impl Store {
                 let Some(score) = s.detector.as_ref().and_then(|d| d.last_score().copied()) else {
                     continue;
                 };
-                let labels: Vec<(String, String)> = s
-                    .labels
-                    .iter()
-                    .map(|(n, v)| (n.to_string(), v.to_string()))
-                    .collect();
-                out.push((labels, score));
+                // Interned labels: cloning them bumps reference counts, no string copies.
+                out.push((s.labels.clone(), score));
             }
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out.truncate(limit);
-        out
+        out.into_iter()
+            .map(|(labels, score)| {
+                let labels = labels
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect();
+                (labels, score)
+            })
+            .collect()
     }
 
     /// The labels of a series, if it exists.
