@@ -78,9 +78,16 @@ fn check_config_accepts_a_valid_file_and_the_example() {
     let (code, out, err) = run(&["check-config", path.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("valid"));
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/agent.example.toml");
-    let (code, _, err) = run(&["check-config", example]);
-    assert_eq!(code, 0, "{err}");
+    for example in [
+        concat!(env!("CARGO_MANIFEST_DIR"), "/agent.example.toml"),
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/config/presage-agent.toml"
+        ),
+    ] {
+        let (code, _, err) = run(&["check-config", example]);
+        assert_eq!(code, 0, "{example}: {err}");
+    }
 }
 
 #[test]
