@@ -354,11 +354,6 @@ impl Store {
         self
     }
 
-    /// The model settings.
-    pub fn model_settings(&self) -> Option<ModelSettings> {
-        self.res.detect.map(|d| d.model)
-    }
-
     /// The resampling step in milliseconds.
     pub fn step_ms(&self) -> i64 {
         self.res.step_ms
