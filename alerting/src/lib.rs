@@ -1,6 +1,12 @@
 //! Presage alerting: turns the forecaster's signals into alerts (rules, lifecycle, grouping,
 //! silences, inhibition) and delivers them to email, webhooks and Alertmanager.
 //!
-//! The crate is part of the workspace layout so that the dependency direction
-//! `config ← alerting ← forecaster` holds from the start; its pipeline lands with the alerting
-//! work.
+//! The pipeline follows Alertmanager's stages: rules evaluate signals in event time into alerts
+//! (pending → firing → resolved); alerts are routed and grouped; groups are muted by silences and
+//! inhibitions, deduplicated against the notification log, and delivered with retries.
+
+pub mod alert;
+pub mod signal;
+
+pub use alert::{Alert, AlertState, Explanation, Notification};
+pub use signal::{Band, ChartData, Eta, LabelSet, ModelContext, ModelFacts, Signal, SignalBody};

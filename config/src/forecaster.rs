@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::alerting::{
+    AlertingSettings, InhibitConfig, ReceiverConfig, RemediationConfig, RouteConfig, RuleConfig,
+};
 use crate::error::Problem;
 use crate::load::{Document, section_checker};
 use crate::units::ByteSize;
@@ -25,55 +28,20 @@ pub struct ForecasterConfig {
     pub model: ModelConfig,
     /// How incoming data is translated into series.
     pub ingest: IngestConfig,
-    /// Rules evaluated against the model's forecasts.
+    /// Alerting settings.
+    pub alerting: AlertingSettings,
+    /// Rules evaluated against the model's signals (built-in rules are added unless
+    /// `alerting.default_rules = false`).
     pub rules: Vec<RuleConfig>,
-}
-
-/// What a rule watches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RuleKind {
-    /// The forecast crosses `threshold` within `horizon`: the time to the crossing is exported as
-    /// `presage_breach_eta_seconds{rule,quantile}`.
-    Breach,
-}
-
-/// Which way a threshold is crossed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// Rising through the threshold (usage, latency).
-    #[default]
-    Above,
-    /// Falling through it (free space, throughput).
-    Below,
-}
-
-/// A rule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RuleConfig {
-    /// Unique name, used as the `rule` label and the alert name.
-    pub name: String,
-    /// What the rule watches.
-    pub kind: RuleKind,
-    /// The series it applies to (PromQL series selector).
-    pub select: String,
-    /// The threshold, in the series' own unit (a rate for counters).
-    pub threshold: f64,
-    /// Which way the threshold is crossed.
-    #[serde(default)]
-    pub direction: Direction,
-    /// How far ahead a crossing counts.
-    #[serde(with = "humantime_serde", default = "default_rule_horizon")]
-    pub horizon: Duration,
-    /// Labels added to what the rule produces.
-    #[serde(default)]
-    pub labels: std::collections::BTreeMap<String, String>,
-}
-
-fn default_rule_horizon() -> Duration {
-    Duration::from_secs(6 * 3600)
+    /// Where notifications go.
+    pub receivers: Vec<ReceiverConfig>,
+    /// Which alerts go to which receivers. With no routes, every alert goes to every receiver.
+    pub routes: Vec<RouteConfig>,
+    /// Alerts that mute others while they fire (a critical breach always mutes warning anomalies
+    /// on the same series).
+    pub inhibit: Vec<InhibitConfig>,
+    /// Extra remediation suggestions, tried before the built-in catalog.
+    pub remediations: Vec<RemediationConfig>,
 }
 
 /// Listen addresses. The defaults bind loopback only: expose them deliberately.
@@ -262,8 +230,19 @@ pub(crate) fn check_selector(text: &str) -> Result<(), String> {
 }
 
 impl Document for ForecasterConfig {
-    const SECTIONS: &'static [&'static str] =
-        &["server", "limits", "storage", "model", "ingest", "rules"];
+    const SECTIONS: &'static [&'static str] = &[
+        "server",
+        "limits",
+        "storage",
+        "model",
+        "ingest",
+        "alerting",
+        "rules",
+        "receivers",
+        "routes",
+        "inhibit",
+        "remediations",
+    ];
 
     fn check_section(source: &str, name: &str) -> Result<(), toml::de::Error> {
         section_checker!(source, name, {
@@ -272,7 +251,12 @@ impl Document for ForecasterConfig {
             storage: StorageConfig,
             model: ModelConfig,
             ingest: IngestConfig,
+            alerting: AlertingSettings,
             rules: Vec<RuleConfig>,
+            receivers: Vec<ReceiverConfig>,
+            routes: Vec<RouteConfig>,
+            inhibit: Vec<InhibitConfig>,
+            remediations: Vec<RemediationConfig>,
         })
     }
 
@@ -400,40 +384,14 @@ impl Document for ForecasterConfig {
                 "must be at most 1000000",
             ));
         }
-        let mut names = std::collections::HashSet::new();
-        for (i, r) in self.rules.iter().enumerate() {
-            let at = |field: &str| format!("rules[{i}].{field}");
-            if r.name.trim().is_empty() {
-                p.push(Problem::new(at("name"), "must not be empty"));
-            } else if !names.insert(r.name.as_str()) {
-                p.push(Problem::new(
-                    at("name"),
-                    format!("`{}` is already the name of another rule", r.name),
-                ));
-            }
-            if let Err(e) = check_selector(&r.select) {
-                p.push(Problem::new(at("select"), e));
-            }
-            if !r.threshold.is_finite() {
-                p.push(Problem::new(at("threshold"), "must be a finite number"));
-            }
-            if r.horizon < Duration::from_secs(60) || r.horizon > Duration::from_secs(90 * 86_400) {
-                p.push(Problem::new(at("horizon"), "must be between 1m and 90d"));
-            }
-            for k in r.labels.keys() {
-                let valid = k
-                    .chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                if !valid {
-                    p.push(Problem::new(
-                        at("labels"),
-                        format!("invalid label name `{k}`: expected [a-zA-Z_][a-zA-Z0-9_]*"),
-                    ));
-                }
-            }
-        }
+        crate::alerting::validate_rules(&self.rules, &mut p);
+        crate::alerting::validate_routing(
+            &self.receivers,
+            &self.routes,
+            &self.inhibit,
+            &self.remediations,
+            &mut p,
+        );
         for (i, attr) in self.ingest.promote_resource_attributes.iter().enumerate() {
             if attr.trim().is_empty() {
                 p.push(Problem::new(

@@ -15,6 +15,7 @@
 //! ```
 
 mod agent;
+mod alerting;
 mod error;
 mod forecaster;
 mod load;
@@ -24,9 +25,13 @@ pub use agent::{
     AgentConfig, AgentSettings, ExportProtocol, HostConfig, LogsConfig, ScrapeConfig, StartAt,
 };
 pub use error::{ConfigErrors, Error, Problem, Result};
+pub use alerting::{
+    AlertingSettings, AlertmanagerConfig, ConsoleConfig, Direction, EmailConfig, EtaQuantile,
+    InhibitConfig, OutlierAlgorithm, ReceiverConfig, RemediationConfig, RouteConfig, RuleConfig,
+    RuleKind, SecretRef, Severity, SmtpTls, WebhookConfig,
+};
 pub use forecaster::{
-    Direction, ForecasterConfig, IngestConfig, LimitsConfig, ModelConfig, RuleConfig, RuleKind,
-    ServerConfig, StorageConfig,
+    ForecasterConfig, IngestConfig, LimitsConfig, ModelConfig, ServerConfig, StorageConfig,
 };
 pub use load::Document;
 pub use units::ByteSize;

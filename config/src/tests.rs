@@ -155,8 +155,55 @@ labels = { severity = "critical" }
     assert!(got[1].contains("rules[1].select"), "{}", got[1]);
     assert!(got[2].contains("rules[1].horizon"), "{}", got[2]);
 
-    // Kinds this version does not evaluate are refused, not silently ignored.
+    // Fields that do not apply to a kind are refused, not silently ignored; required ones
+    // are asked for.
     let got =
         problems("[[rules]]\nname = \"a\"\nkind = \"anomaly\"\nselect = \"up\"\nthreshold = 1\n");
-    assert!(got[0].contains("unknown variant `anomaly`"), "{}", got[0]);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(
+        got[0].contains("rules[0].threshold") && got[0].contains("does not apply to kind `anomaly`"),
+        "{}",
+        got[0]
+    );
+    let got = problems("[[rules]]\nname = \"a\"\nkind = \"static\"\n");
+    assert!(got[0].contains("is required for kind `static`"), "{}", got[0]);
+    let got = problems("[[rules]]\nname = \"a\"\nkind = \"sometimes\"\n");
+    assert!(got[0].contains("unknown variant `sometimes`"), "{}", got[0]);
+}
+
+#[test]
+fn receivers_and_routes_are_validated() {
+    let cfg = ForecasterConfig::from_toml(
+        r#"
+[[receivers]]
+name = "oncall-mail"
+email = { smtp = "127.0.0.1:2525", tls = "none", from = "presage@example.com", to = ["oncall@example.com"] }
+
+[[receivers]]
+name = "hook"
+webhook = { url = "http://127.0.0.1:9099/hook" }
+
+[[receivers]]
+name = "am"
+alertmanager = { urls = ["http://127.0.0.1:9093"] }
+
+[[routes]]
+match = '{severity=~"warning|critical"}'
+receivers = ["oncall-mail", "hook", "am"]
+group_by = ["alertname", "host_name"]
+group_wait = "10s"
+"#,
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(cfg.receivers.len(), 3);
+    assert_eq!(cfg.routes[0].group_wait.as_secs(), 10);
+
+    let got = problems(
+        "[[receivers]]\nname = \"x\"\n\n[[receivers]]\nname = \"y\"\nwebhook = { url = \"ftp://a\" }\n\n[[routes]]\nreceivers = [\"nobody\"]\n",
+    );
+    assert_eq!(got.len(), 3, "{got:#?}");
+    assert!(got[0].contains("exactly one of"), "{}", got[0]);
+    assert!(got[1].contains("receivers[1].webhook.url"), "{}", got[1]);
+    assert!(got[2].contains("no receiver is named `nobody`"), "{}", got[2]);
 }

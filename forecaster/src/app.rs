@@ -284,12 +284,15 @@ impl App {
                 presage_config::Direction::Below => crate::model::ThresholdDirection::Below,
             };
             for (labels, score, trend) in self.store.trends(sel, self.config.model.export_limit) {
+                let Some(threshold) = rule.threshold else {
+                    continue;
+                };
                 let eta = trend.eta(
-                    rule.threshold,
+                    threshold,
                     direction,
                     score.slot_ms,
                     score.value,
-                    rule.horizon.as_secs_f64(),
+                    rule.horizon_or_default().as_secs_f64(),
                 );
                 if let Some(eta) = eta {
                     out.push((rule.name.clone(), labels, eta));
