@@ -6,6 +6,7 @@
 //! inhibitions, deduplicated against the notification log, and delivered with retries.
 
 pub mod alert;
+pub mod notify;
 pub mod signal;
 
 pub use alert::{Alert, AlertState, Explanation, Notification};
