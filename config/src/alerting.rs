@@ -28,6 +28,19 @@ pub struct AlertingSettings {
     /// Resolved alerts are kept (and shown) this long after they resolve.
     #[serde(with = "humantime_serde")]
     pub resolved_retention: Duration,
+    /// Most alerts (pending, firing and resolved) tracked at once. Past this, new alerts are
+    /// refused and counted, so memory stays bounded however many series misbehave.
+    #[serde(deserialize_with = "positive_count")]
+    pub max_alerts: usize,
+}
+
+/// A count that must be at least 1.
+fn positive_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if n == 0 {
+        return Err(serde::de::Error::custom("must be at least 1"));
+    }
+    Ok(n)
 }
 
 impl Default for AlertingSettings {
@@ -37,6 +50,7 @@ impl Default for AlertingSettings {
             external_url: "http://127.0.0.1:9470".to_string(),
             eval_interval: Duration::ZERO,
             resolved_retention: Duration::from_secs(24 * 3600),
+            max_alerts: 50_000,
         }
     }
 }
@@ -402,10 +416,19 @@ pub(crate) fn valid_label_name(k: &str) -> bool {
 
 /// Checks a matcher-only selector such as `{severity="critical"}` (a metric name is allowed too).
 pub(crate) fn check_matcher(text: &str) -> Result<(), String> {
-    if text.trim() == "{}" {
+    let text = text.trim();
+    if text == "{}" {
         return Ok(());
     }
-    crate::forecaster::check_selector(text)
+    match crate::forecaster::check_selector(text) {
+        // Alert matchers may all match the empty string (`{severity!="info"}`), which series
+        // selectors may not: check the rest of the syntax with a placeholder matcher.
+        Err(e) if text.starts_with('{') && e.contains("non-empty matcher") => {
+            crate::forecaster::check_selector(&format!("{{placeholder=\"x\",{}", &text[1..]))
+                .map_err(|_| e)
+        }
+        other => other,
+    }
 }
 
 fn check_secret(at: &str, s: &SecretRef, p: &mut Vec<Problem>) {

@@ -24,12 +24,12 @@ mod units;
 pub use agent::{
     AgentConfig, AgentSettings, ExportProtocol, HostConfig, LogsConfig, ScrapeConfig, StartAt,
 };
-pub use error::{ConfigErrors, Error, Problem, Result};
 pub use alerting::{
     AlertingSettings, AlertmanagerConfig, ConsoleConfig, Direction, EmailConfig, EtaQuantile,
     InhibitConfig, OutlierAlgorithm, ReceiverConfig, RemediationConfig, RouteConfig, RuleConfig,
     RuleKind, SecretRef, Severity, SmtpTls, WebhookConfig,
 };
+pub use error::{ConfigErrors, Error, Problem, Result};
 pub use forecaster::{
     ForecasterConfig, IngestConfig, LimitsConfig, ModelConfig, ServerConfig, StorageConfig,
 };

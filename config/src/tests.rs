@@ -161,12 +161,17 @@ labels = { severity = "critical" }
         problems("[[rules]]\nname = \"a\"\nkind = \"anomaly\"\nselect = \"up\"\nthreshold = 1\n");
     assert_eq!(got.len(), 1, "{got:#?}");
     assert!(
-        got[0].contains("rules[0].threshold") && got[0].contains("does not apply to kind `anomaly`"),
+        got[0].contains("rules[0].threshold")
+            && got[0].contains("does not apply to kind `anomaly`"),
         "{}",
         got[0]
     );
     let got = problems("[[rules]]\nname = \"a\"\nkind = \"static\"\n");
-    assert!(got[0].contains("is required for kind `static`"), "{}", got[0]);
+    assert!(
+        got[0].contains("is required for kind `static`"),
+        "{}",
+        got[0]
+    );
     let got = problems("[[rules]]\nname = \"a\"\nkind = \"sometimes\"\n");
     assert!(got[0].contains("unknown variant `sometimes`"), "{}", got[0]);
 }
@@ -205,5 +210,46 @@ group_wait = "10s"
     assert_eq!(got.len(), 3, "{got:#?}");
     assert!(got[0].contains("exactly one of"), "{}", got[0]);
     assert!(got[1].contains("receivers[1].webhook.url"), "{}", got[1]);
-    assert!(got[2].contains("no receiver is named `nobody`"), "{}", got[2]);
+    assert!(
+        got[2].contains("no receiver is named `nobody`"),
+        "{}",
+        got[2]
+    );
+}
+
+#[test]
+fn alerting_limits_and_negative_alert_matchers() {
+    let cfg = ForecasterConfig::from_toml("", "t.toml").unwrap();
+    assert_eq!(cfg.alerting.max_alerts, 50_000);
+    let cfg = ForecasterConfig::from_toml("[alerting]\nmax_alerts = 10\n", "t.toml").unwrap();
+    assert_eq!(cfg.alerting.max_alerts, 10);
+    let got = problems("[alerting]\nmax_alerts = 0\n");
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(got[0].contains("must be at least 1"), "{}", got[0]);
+
+    // Route and inhibition matchers may all match the empty string, as in Alertmanager.
+    let cfg = ForecasterConfig::from_toml(
+        r#"
+[[receivers]]
+name = "hook"
+webhook = { url = "http://127.0.0.1:9099/hook" }
+
+[[routes]]
+match = '{severity!="info"}'
+receivers = ["hook"]
+
+[[inhibit]]
+source = '{alertname="HostDown"}'
+target = '{severity!~"critical|page"}'
+"#,
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(cfg.routes[0].matcher, r#"{severity!="info"}"#);
+    // Broken syntax is still refused.
+    let got = problems(
+        "[[receivers]]\nname = \"h\"\nconsole = {}\n[[routes]]\nmatch = '{severity!=\"info\"'\nreceivers = [\"h\"]\n",
+    );
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(got[0].contains("routes[0].match"), "{}", got[0]);
 }

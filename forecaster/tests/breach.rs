@@ -7,7 +7,6 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use presage_config::{Direction, RuleConfig, RuleKind};
 use presage_forecaster::ingest::remote_write::{Label, Sample, TimeSeries, WriteRequest, encode};
 
 const STEP_MS: i64 = 60_000;
@@ -64,15 +63,20 @@ async fn breach_eta_brackets_the_true_crossing() {
         .collect();
 
     let mut cfg = test_config();
-    cfg.rules.push(RuleConfig {
-        name: "DiskFilling".into(),
-        kind: RuleKind::Breach,
-        select: "disk_utilization".into(),
-        threshold: 0.9,
-        direction: Direction::Above,
-        horizon: Duration::from_secs(48 * 3600),
-        labels: Default::default(),
-    });
+    cfg.rules = presage_config::ForecasterConfig::from_toml(
+        r#"
+[[rules]]
+name = "DiskFilling"
+kind = "breach"
+select = "disk_utilization"
+threshold = 0.9
+direction = "above"
+horizon = "48h"
+"#,
+        "rules.toml",
+    )
+    .expect("valid rule")
+    .rules;
     let running = start(cfg).await;
     let http = running.http;
     let client = client();

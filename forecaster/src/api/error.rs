@@ -25,6 +25,15 @@ impl ApiError {
         }
     }
 
+    /// A 500 for a failure of ours, worded for the user.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: "internal",
+            message: message.into(),
+        }
+    }
+
     /// A 404.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self {

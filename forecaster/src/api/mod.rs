@@ -31,7 +31,7 @@ use crate::telemetry::Protocol;
 /// Most series one `/api/v1/series` answer lists unless `limit` says otherwise.
 const DEFAULT_SERIES_LIMIT: usize = 1_000;
 /// Most series one `/api/v1/forecast` answer carries unless `limit` says otherwise.
-const DEFAULT_FORECAST_LIMIT: usize = 20;
+const DEFAULT_FORECAST_LIMIT: usize = 10;
 /// Hard cap on `limit`.
 const MAX_LIMIT: usize = 10_000;
 
@@ -140,7 +140,7 @@ async fn index() -> impl IntoResponse {
             env!("CARGO_PKG_VERSION"),
             "\n\n",
             "GET  /api/v1/series?match[]=<selector>\n",
-            "GET  /api/v1/forecast?series=<selector>[&start=..&end=..&limit=..]\n",
+            "GET  /api/v1/forecast?series=<selector>[&start=..&end=..&horizon=6h&limit=..]\n",
             "GET  /api/v1/logs?match[]=<selector>[&limit=..]\n",
             "GET  /api/v1/anomalies[?since=..&min_score=..&limit=..]\n",
             "GET  /api/v1/status\n",
@@ -181,9 +181,25 @@ struct ForecastSeries {
     info: SeriesInfo,
     /// `[unix seconds, value or null]` per step.
     history: Vec<(f64, Option<f64>)>,
-    /// `[unix seconds, expected, lower, upper]` per step of the current baseline, from its fit
-    /// boundary through the forecast horizon.
+    /// `[unix seconds, expected, lower, upper]` over the history: the band each step was
+    /// scored against (the most recent `BAND_FITS` refit intervals of the range).
     expected: Vec<(f64, f64, f64, f64)>,
+    /// `[unix seconds, expected, lower, upper]` from the newest step through `horizon`.
+    forecast: Vec<(f64, f64, f64, f64)>,
+}
+
+/// Refits (one per `model.refit_every` of history) at most spent on a series' past bands.
+const BAND_FITS: usize = 48;
+/// Longest forward forecast one request may ask for, in steps.
+const MAX_HORIZON_STEPS: usize = 10_000;
+
+fn band_row(t_ms: i64, p: crate::model::BandPoint) -> (f64, f64, f64, f64) {
+    (
+        t_ms as f64 / 1000.0,
+        f64::from(p.expected),
+        f64::from(p.lower),
+        f64::from(p.upper),
+    )
 }
 
 async fn forecast(
@@ -209,38 +225,76 @@ async fn forecast(
         return Err(ApiError::bad_data("start must not be after end"));
     }
     let limit = limit(&params, DEFAULT_FORECAST_LIMIT)?;
-    let series: Vec<ForecastSeries> = app
-        .store
-        .history(&sel, start, end, limit)
-        .into_iter()
-        .map(|h| ForecastSeries {
-            expected: h
-                .baseline
-                .map(|b| {
-                    b.path
-                        .iter()
-                        .enumerate()
-                        .map(|(i, p)| {
-                            (
-                                (b.start_ms + i as i64 * b.step_ms) as f64 / 1000.0,
-                                f64::from(p.expected),
-                                f64::from(p.lower),
-                                f64::from(p.upper),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            info: h.info,
-            history: h
-                .points
-                .into_iter()
-                .map(|(t, v)| (t as f64 / 1000.0, v.is_finite().then_some(v)))
-                .collect(),
-        })
-        .collect();
+    let step_ms = app.store.step_ms();
+    let steps_of = |d: std::time::Duration| {
+        usize::try_from(d.as_millis() / step_ms.max(1) as u128)
+            .unwrap_or(usize::MAX)
+            .max(1)
+    };
+    let horizon_steps = match param(&params, "horizon") {
+        // The configured horizon, as far as one answer may reach.
+        None => steps_of(app.config.model.forecast_horizon).min(MAX_HORIZON_STEPS),
+        Some(v) => {
+            let horizon = humantime::parse_duration(v).map_err(|e| {
+                ApiError::bad_data(format!("invalid horizon `{v}`: {e} (use e.g. 6h or 90m)"))
+            })?;
+            let steps = steps_of(horizon);
+            if steps > MAX_HORIZON_STEPS {
+                return Err(ApiError::bad_data(format!(
+                    "horizon {} is more than {MAX_HORIZON_STEPS} steps of {}s",
+                    humantime::format_duration(horizon),
+                    step_ms / 1000
+                )));
+            }
+            steps
+        }
+    };
+    let histories = app.store.history(&sel, start, end, limit);
+    // Fits are CPU work: off the async threads.
+    let store_app = app.clone();
+    let series = tokio::task::spawn_blocking(move || {
+        histories
+            .into_iter()
+            .map(|h| {
+                let id = h.info.id;
+                let (from, to) = match (h.points.first(), h.points.last()) {
+                    (Some(f), Some(l)) => (f.0, l.0 + step_ms),
+                    _ => (0, 0),
+                };
+                let expected = store_app
+                    .store
+                    .past_bands(id, from, to, BAND_FITS)
+                    .into_iter()
+                    .map(|(t, p)| band_row(t, p))
+                    .collect();
+                let forecast = store_app
+                    .store
+                    .forecast_from_newest(id, horizon_steps)
+                    .map(|b| {
+                        b.path
+                            .iter()
+                            .enumerate()
+                            .map(|(i, p)| band_row(b.start_ms + i as i64 * b.step_ms, *p))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                ForecastSeries {
+                    expected,
+                    forecast,
+                    info: h.info,
+                    history: h
+                        .points
+                        .into_iter()
+                        .map(|(t, v)| (t as f64 / 1000.0, v.is_finite().then_some(v)))
+                        .collect(),
+                }
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("forecast task failed: {e}")))?;
     Ok(success(json!({
-        "step_seconds": app.store.step_ms() as f64 / 1000.0,
+        "step_seconds": step_ms as f64 / 1000.0,
         "series": series,
     })))
 }

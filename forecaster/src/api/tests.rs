@@ -162,3 +162,77 @@ async fn health_readiness_and_metrics() {
         "presage_samples_rejected_total{protocol=\"remote_write\",reason=\"non_finite_value\"} 1"
     ));
 }
+
+#[tokio::test]
+async fn forecast_has_past_bands_and_a_forward_path() {
+    use crate::ingest::{Point, SeriesWrite, ValueKind, WriteBatch};
+    let app = app();
+    // Six hours of a slow wave at one-minute steps, ending just before NOW.
+    let start = (NOW - 6 * 3_600_000) / 3_600_000 * 3_600_000;
+    let value = |i: i64| {
+        let noise = ((i * 7919) % 101) as f64 / 100.0 - 0.5;
+        10.0 + (i as f64 / 30.0).sin() + 0.3 * noise
+    };
+    let points: Vec<Point> = (0..360)
+        .map(|i| Point::new(start + i * 60_000, value(i)))
+        .collect();
+    let out = app.store.write(
+        WriteBatch {
+            series: vec![SeriesWrite {
+                labels: vec![
+                    ("__name__".into(), "wave".into()),
+                    ("host".into(), "a".into()),
+                ],
+                kind: ValueKind::Gauge,
+                points,
+            }],
+            ..Default::default()
+        },
+        NOW,
+    );
+    assert_eq!(out.accepted, 360);
+
+    let (status, v) = get(&app, "/api/v1/forecast?series=wave&horizon=2h").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let s = &v["data"]["series"][0];
+    let rows = |key: &str| -> Vec<(f64, f64, f64, f64)> {
+        serde_json::from_value(s[key].clone()).unwrap()
+    };
+    // Past bands: from the first hourly boundary with enough points to the newest step,
+    // each step inside a sensible band around the wave.
+    let expected = rows("expected");
+    assert_eq!(
+        expected.first().unwrap().0,
+        (start + 3_600_000) as f64 / 1000.0
+    );
+    assert_eq!(
+        expected.last().unwrap().0,
+        (start + 359 * 60_000) as f64 / 1000.0
+    );
+    assert_eq!(expected.len(), 300);
+    let mut inside = 0;
+    for &(t, e, lo, hi) in &expected {
+        let i = ((t * 1000.0) as i64 - start) / 60_000;
+        assert!(lo <= e && e <= hi, "{t}: {lo} {e} {hi}");
+        inside += usize::from((lo..=hi).contains(&value(i)));
+    }
+    // The bands are the ones the steps were judged by: most ordinary steps are inside them.
+    assert!(
+        inside * 100 >= expected.len() * 80,
+        "{inside} of {} inside",
+        expected.len()
+    );
+    // The forward path starts at the open step and covers the horizon.
+    let forecast = rows("forecast");
+    assert_eq!(forecast.len(), 120);
+    assert_eq!(forecast[0].0, (start + 359 * 60_000) as f64 / 1000.0);
+
+    let (status, v) = get(&app, "/api/v1/forecast?series=wave&horizon=soon").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        v["error"].as_str().unwrap().contains("invalid horizon"),
+        "{v}"
+    );
+    let (status, _) = get(&app, "/api/v1/forecast?series=wave&horizon=3000d").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

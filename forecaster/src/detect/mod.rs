@@ -12,6 +12,8 @@
 //! `L = -log10 q`: 0.5 means "higher than all but one in a thousand of this series' steps".
 //! Within the same rarity, larger deviations score a little higher, so scores keep their order.
 
+pub mod changepoint;
+pub mod fleet;
 mod series;
 
 pub use series::{FitRequest, SeriesDetector};

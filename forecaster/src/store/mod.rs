@@ -4,6 +4,7 @@
 //! contend. Each shard holds its series in a slab, a hash → slot map, and an inverted index
 //! (label name → value → slots) whose keys double as the interner for label strings.
 
+mod bands;
 mod chunk;
 pub mod logs;
 mod selector;
@@ -22,6 +23,7 @@ use crate::ingest::{
     Labels, METRIC_NAME_LABEL, Point, RejectReason, SeriesWrite, ValueKind, WriteBatch,
 };
 use crate::model::{self, Baseline, ModelSettings, Readiness};
+pub use bands::PastBand;
 pub use selector::Selector;
 use series::{DetectSettings, LabelSet, Resolution, Series, StepOut};
 

@@ -192,6 +192,11 @@ impl Series {
     }
 
     /// The `n` step values before `boundary_ms` (NaN where a step had no data).
+    /// Slot of the step still open (receiving points), if any.
+    pub(crate) fn open_slot(&self) -> Option<i64> {
+        self.open.as_ref().map(|o| o.slot_ms)
+    }
+
     pub(crate) fn values_before(&self, boundary_ms: i64, n: usize, res: &Resolution) -> Vec<f64> {
         let start = boundary_ms - n as i64 * res.step_ms;
         let mut out = Vec::with_capacity(n);
