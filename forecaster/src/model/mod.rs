@@ -8,6 +8,7 @@
 
 pub mod breach;
 mod fit;
+pub mod logpattern;
 mod seasonality;
 pub(crate) mod stats;
 mod trend;
