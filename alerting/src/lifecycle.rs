@@ -106,6 +106,13 @@ struct Tracked {
     /// Wall time the signal that made the alert fire was received, until its first delivery.
     cause_wall_ms: Option<i64>,
     dirty: bool,
+    /// `cond` is an active condition no evaluation has seen yet: it is kept for the next
+    /// evaluation even when newer signals say the condition cleared (those wait in
+    /// `deferred`). A burst of signals between two evaluations — a replay at full speed —
+    /// then raises the same alerts as living through it step by step.
+    held: bool,
+    /// The newest inactive condition received while `held`.
+    deferred: Option<Condition>,
 }
 
 /// What persists of a tracked pair with an alert.
@@ -249,6 +256,11 @@ impl Evaluator {
                         if cond.at_ms < t.cond.at_ms {
                             continue; // older than what we know
                         }
+                        if !cond.active && t.held {
+                            // Seen by the next evaluation after the active one it follows.
+                            t.deferred = Some(cond);
+                            continue;
+                        }
                         let was_holding = t.cond.active
                             && cond.at_ms.saturating_sub(t.cond.at_ms) <= self.settings.stale_ms;
                         if !cond.active {
@@ -256,6 +268,8 @@ impl Evaluator {
                         } else if !was_holding || t.active_since_ms.is_none() {
                             t.active_since_ms = Some(cond.at_ms);
                         }
+                        t.held = cond.active;
+                        t.deferred = None;
                         t.cond = cond;
                         t.received_wall_ms = received_wall_ms;
                         t.dirty = true;
@@ -278,6 +292,8 @@ impl Evaluator {
                                 alert: None,
                                 cause_wall_ms: None,
                                 dirty: true,
+                                held: true,
+                                deferred: None,
                             },
                         );
                         self.by_series.entry(sid).or_default().push(ri);
@@ -301,7 +317,10 @@ impl Evaluator {
                     continue;
                 };
                 for ri in rules {
+                    // While an active condition waits for its evaluation, its step's facts
+                    // are the ones the alert explains.
                     if let Some(t) = self.tracked.get_mut(&(*ri, sid))
+                        && (t.deferred.is_none() || s.at_ms <= t.cond.at_ms)
                         && t.step.as_ref().is_none_or(|st| st.at_ms <= s.at_ms)
                     {
                         t.step = Some(StepFacts {
@@ -358,7 +377,7 @@ impl Evaluator {
         let mut create = Vec::new();
         for (key, t) in self.tracked.iter_mut() {
             let rule = &self.rules[t.rule];
-            let holds = t.cond.active && now_ms.saturating_sub(t.cond.at_ms) <= stale;
+            let holds = t.cond.active && (t.held || now_ms.saturating_sub(t.cond.at_ms) <= stale);
             match (holds, t.alert.as_mut()) {
                 (true, None) => create.push(*key),
                 (true, Some(a)) if a.state == AlertState::Resolved => create.push(*key),
@@ -410,6 +429,15 @@ impl Evaluator {
         }
         self.prune_shifts(false);
         self.refresh_explanations();
+        // Every held condition has now been evaluated; what arrived after it applies next.
+        for t in self.tracked.values_mut() {
+            t.held = false;
+            if let Some(d) = t.deferred.take() {
+                t.active_since_ms = None;
+                t.cond = d;
+                t.dirty = true;
+            }
+        }
         out
     }
 
@@ -627,6 +655,8 @@ impl Evaluator {
                     alert: Some(s.alert),
                     cause_wall_ms: None,
                     dirty: false,
+                    held: false,
+                    deferred: None,
                 },
             );
             let list = self.by_series.entry(sid).or_default();

@@ -25,7 +25,8 @@ pub struct Entry {
 
 /// Whether a group needs a notification now, given what was last sent.
 ///
-/// - never notified: only when something fires;
+/// - never notified: when something fires, or (with `send_resolved`) when alerts fired and
+///   resolved before the group's first notification;
 /// - an alert fires that was not notified as firing: yes;
 /// - nothing fires any more: yes if the last notification had firing alerts (whether or not
 ///   resolved alerts are sent, so the log forgets them), no otherwise;
@@ -40,7 +41,9 @@ pub fn needs_update(
     now_ms: i64,
 ) -> bool {
     let Some(e) = entry else {
-        return !firing.is_empty();
+        // An alert that fired and resolved before its group's first notification (a short
+        // incident, or a replay at full speed) is still reported, as resolved.
+        return !firing.is_empty() || (send_resolved && !resolved.is_empty());
     };
     if !firing.is_subset(&e.firing) {
         return true;

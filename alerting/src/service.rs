@@ -850,7 +850,16 @@ impl Delivery {
                     .collect::<BTreeMap<_, _>>()
             })
             .await;
-            self.notification.charts = built.unwrap_or_default();
+            let mut charts = built.unwrap_or_default();
+            // The rule's threshold, drawn as a line on the alert's chart.
+            for a in &self.notification.alerts {
+                if let (Some(chart), Some(t)) =
+                    (charts.get_mut(&a.fingerprint), a.explanation.threshold)
+                {
+                    chart.threshold = Some(t);
+                }
+            }
+            self.notification.charts = charts;
         }
         let receiver = self.notification.receiver.clone();
         let result = deliver_with_retries(

@@ -3,11 +3,14 @@
 //! A detector gives every row a score; rows at or above a threshold are detections. Per file:
 //! the first 15% of rows (at most 750) are probation and not scored; in each labelled window only
 //! the earliest detection counts, rewarded along a scaled sigmoid from +1 at the window's left
-//! edge to 0 at its right edge; a window without detection costs the false-negative weight; a
-//! detection outside every window costs the false-positive weight scaled by how far it is past
-//! the previous window (full weight before the first window). Scores are normalised over the
-//! corpus: 100 × (raw − null) / (perfect − null), and the threshold is the single value that
-//! maximises the corpus score for each profile.
+//! edge to 0 at its right edge, divided by the sigmoid's value at the left edge so that a detection
+//! there is worth exactly the true-positive weight (as NAB's sweeper does); a window without
+//! detection costs the false-negative weight; a detection outside every window costs the
+//! false-positive weight scaled by how far it is past the previous window, measured in that
+//! window's width minus one row as NAB does (full weight before the first window). Scores are
+//! normalised over the corpus: 100 × (raw − null) / (perfect − null), with perfect the
+//! true-positive weight per window, and the threshold is the single value that maximises the
+//! corpus score for each profile.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -78,7 +81,8 @@ pub fn file_score(f: &ScoredFile, threshold: f64, p: &Profile) -> (f64, f64, f64
     let n = f.scores.len();
     let start = probation(n);
     let null = -p.fn_ * f.windows.len() as f64;
-    let perfect = p.tp * scaled_sigmoid(-1.0) * f.windows.len() as f64;
+    let perfect = p.tp * f.windows.len() as f64;
+    let max_tp = scaled_sigmoid(-1.0);
     let mut raw = 0.0;
     let mut detected = vec![false; f.windows.len()];
     let mut prev_window: Option<usize> = None; // index of the window most recently passed
@@ -98,14 +102,15 @@ pub fn file_score(f: &ScoredFile, threshold: f64, p: &Profile) -> (f64, f64, f64
                 let (a, b) = f.windows[w];
                 let width = (b - a + 1) as f64;
                 let x = -((b - i) as f64 + 1.0) / width;
-                raw += p.tp * scaled_sigmoid(x);
+                raw += p.tp * scaled_sigmoid(x) / max_tp;
             }
         } else {
             let cost = match prev_window {
                 None => -1.0,
                 Some(pw) => {
                     let (a, b) = f.windows[pw];
-                    let width = (b - a + 1) as f64;
+                    // NAB divides by the window's width minus one (a one-row window by 1).
+                    let width = ((b - a) as f64).max(1.0);
                     scaled_sigmoid((i - b) as f64 / width)
                 }
             };
@@ -258,6 +263,17 @@ mod tests {
         fp[300] = 1.0;
         let (raw_fp, _, _) = file_score(&file(fp, vec![(500, 599)]), 0.5, &p);
         assert!((raw_fp - (-0.11 - 1.0)).abs() < 1e-9, "{raw_fp}");
+
+        // Past a window, the cost grows with the distance in (width - 1) rows: 99 here.
+        let mut after = vec![0.0; 1000];
+        after[500] = 1.0;
+        after[698] = 1.0;
+        let (raw_after, _, _) = file_score(&file(after, vec![(500, 599)]), 0.5, &p);
+        let expected = 1.0 + 0.11 * scaled_sigmoid(1.0);
+        assert!(
+            (raw_after - expected).abs() < 1e-9,
+            "{raw_after} vs {expected}"
+        );
 
         // Only the first detection in a window counts.
         let mut twice = vec![0.0; 1000];

@@ -12,6 +12,11 @@ async fn daemon() -> Running {
     config.server.http = "127.0.0.1:0".parse().unwrap();
     config.server.otlp_grpc = "127.0.0.1:0".parse().unwrap();
     config.server.otlp_http = "127.0.0.1:0".parse().unwrap();
+    config.storage.dir = tempfile::Builder::new()
+        .prefix("presage-test-")
+        .tempdir()
+        .expect("temp dir")
+        .keep();
     Running::start(config, Clock::System).await.unwrap()
 }
 

@@ -1,21 +1,23 @@
 //! Shared daemon state and the ingest operations every front end calls.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use parking_lot::Mutex;
+use presage_alerting::{AlertingHandle, Band, ChartData, LabelSet, ModelContext};
 use presage_config::ForecasterConfig;
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::detect::StepScore;
 use crate::ingest::otlp::OtlpTranslator;
 use crate::ingest::remote_write::{self, CounterFamilies};
 use crate::ingest::{RejectReason, WriteBatch};
+use crate::signals::SignalSource;
 use crate::store::logs::LogBuffer;
 use crate::store::{FitJob, SeriesId, Store, WriteOutcome};
 use crate::telemetry::{Protocol, Telemetry};
@@ -99,6 +101,11 @@ pub struct App {
     breach_rules: Vec<(presage_config::RuleConfig, crate::store::Selector)>,
     fit_rx: Mutex<Option<mpsc::UnboundedReceiver<FitJob>>>,
     anomalies: Mutex<VecDeque<Anomaly>>,
+    /// The signal stream for alerting.
+    pub signals: SignalSource,
+    alerting: OnceLock<AlertingHandle>,
+    /// Event time: the newest scored step (ms), watched by the rule evaluator.
+    event_time: watch::Sender<i64>,
 }
 
 impl App {
@@ -129,8 +136,12 @@ impl App {
                 }
             })
             .collect();
-        let breach_rules = config
-            .rules
+        // The rules in effect: the configured ones and the built-in ones they do not replace.
+        let rules = presage_alerting::effective_rules(&config);
+        let step_ms = i64::try_from(config.model.step.as_millis()).unwrap_or(60_000);
+        let refit_ms = i64::try_from(config.model.refit_every.as_millis()).unwrap_or(3_600_000);
+        let signals = SignalSource::new(&rules, step_ms.max(1), refit_ms.max(1));
+        let breach_rules = rules
             .iter()
             .filter(|r| r.kind == presage_config::RuleKind::Breach)
             .filter_map(|r| match crate::store::Selector::parse(&r.select) {
@@ -142,6 +153,9 @@ impl App {
             })
             .collect();
         Arc::new(Self {
+            signals,
+            alerting: OnceLock::new(),
+            event_time: watch::channel(i64::MIN).0,
             breach_rules,
             export,
             fit_tx,
@@ -172,7 +186,8 @@ impl App {
         self.fit_rx.lock().take()
     }
 
-    /// Hands on what a write or a fit produced: fits to the pool, notable scores to the log.
+    /// Hands on what a write or a fit produced: fits to the pool, notable scores to the log,
+    /// signals to alerting, and the newest scored step to the rule evaluator.
     pub fn after(&self, out: &mut WriteOutcome) {
         for job in out.fit_jobs.drain(..) {
             self.telemetry.fit_queued();
@@ -181,6 +196,42 @@ impl App {
             }
         }
         self.record_scores(&out.scores);
+        if out.scores.is_empty() {
+            return;
+        }
+        if let Some(handle) = self.alerting.get() {
+            let steps = self.signals.steps(&self.store, &out.scores);
+            if !steps.is_empty() {
+                // Never block ingest on alerting: a full queue drops the batch and counts it.
+                handle.try_send(steps);
+            }
+        }
+        if let Some(newest) = out.scores.iter().map(|(_, s)| s.slot_ms).max() {
+            self.event_time.send_if_modified(|t| {
+                let advanced = newest > *t;
+                if advanced {
+                    *t = newest;
+                }
+                advanced
+            });
+        }
+    }
+
+    /// Connects the alerting service (once, at start-up).
+    pub fn attach_alerting(&self, handle: AlertingHandle) {
+        if self.alerting.set(handle).is_err() {
+            tracing::warn!("alerting was already attached");
+        }
+    }
+
+    /// The alerting service, when the daemon runs one.
+    pub fn alerting(&self) -> Option<&AlertingHandle> {
+        self.alerting.get()
+    }
+
+    /// Follows event time (the newest scored step).
+    pub fn watch_event_time(&self) -> watch::Receiver<i64> {
+        self.event_time.subscribe()
     }
 
     fn record_scores(&self, scores: &[(SeriesId, StepScore)]) {
@@ -340,6 +391,90 @@ impl App {
         }
     }
 
+    /// The alerting service's counters, in Prometheus text format (empty without a service).
+    pub fn render_alerting_metrics(&self) -> String {
+        use std::fmt::Write as _;
+        let Some(h) = self.alerting.get() else {
+            return String::new();
+        };
+        let st = h.stats();
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, rows: &[(String, f64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (labels, v) in rows {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        family(
+            "presage_alerts",
+            "gauge",
+            "Alerts by state; silenced and inhibited count firing alerts that are muted.",
+            &[
+                ("{state=\"pending\"}".into(), st.alerts_pending as f64),
+                ("{state=\"firing\"}".into(), st.alerts_firing as f64),
+                ("{state=\"resolved\"}".into(), st.alerts_resolved as f64),
+                ("{state=\"silenced\"}".into(), st.alerts_silenced as f64),
+                ("{state=\"inhibited\"}".into(), st.alerts_inhibited as f64),
+            ],
+        );
+        family(
+            "presage_alert_signals_total",
+            "counter",
+            "Signals handed to alerting, by outcome (dropped: the queue stayed full).",
+            &[
+                ("{outcome=\"received\"}".into(), st.signals_received as f64),
+                ("{outcome=\"dropped\"}".into(), st.signals_dropped as f64),
+            ],
+        );
+        family(
+            "presage_alerts_refused_total",
+            "counter",
+            "Rule and series pairs refused because alerting.max_alerts was reached.",
+            &[(String::new(), st.alerts_refused as f64)],
+        );
+        let mut rows = Vec::new();
+        for (name, r) in &st.receivers {
+            for (outcome, v) in [
+                ("sent", r.sent),
+                ("failed", r.failed),
+                ("retried", r.retried),
+            ] {
+                rows.push((
+                    format!(
+                        "{{receiver=\"{}\",kind=\"{}\",outcome=\"{outcome}\"}}",
+                        escape(name),
+                        escape(&r.kind)
+                    ),
+                    v as f64,
+                ));
+            }
+        }
+        family(
+            "presage_notifications_total",
+            "counter",
+            "Notification deliveries by receiver and outcome (retried counts attempts).",
+            &rows,
+        );
+        let quantiles: Vec<(String, f64)> = [0.5, 0.9, 0.99]
+            .iter()
+            .filter_map(|q| Some((format!("{{quantile=\"{q}\"}}"), st.latency_quantile(*q)?)))
+            .collect();
+        family(
+            "presage_alert_notify_latency_seconds",
+            "gauge",
+            "Wall time from the signal that made an alert fire to its first notification leaving (recent samples; group_wait included).",
+            &quantiles,
+        );
+        family(
+            "presage_alert_state_save_errors_total",
+            "counter",
+            "Alert state saves that failed.",
+            &[(String::new(), st.state_save_errors as f64)],
+        );
+        out
+    }
+
     /// Runs a queued fit (blocking: call it from the fit pool) and hands on what it produced.
     pub fn run_fit(&self, job: FitJob) {
         let started = std::time::Instant::now();
@@ -411,5 +546,71 @@ impl App {
         if dropped > 0 {
             tracing::info!(dropped, "dropped series out of retention");
         }
+    }
+}
+
+/// Steps of history a notification chart shows at most.
+const CHART_STEPS: usize = 360;
+/// Steps of forecast a notification chart shows at most.
+const CHART_FORECAST_STEPS: usize = 120;
+
+/// Charts for notifications, from the daemon's store. Holds the daemon weakly: the alerting
+/// service must not keep it alive.
+pub struct ChartSource(pub Weak<App>);
+
+impl ModelContext for ChartSource {
+    fn chart(&self, series: &LabelSet, now_ms: i64) -> Option<ChartData> {
+        let app = self.0.upgrade()?;
+        let labels: Vec<(String, String)> =
+            series.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        let id = crate::store::series_id(&labels);
+        let step = app.store.step_ms();
+        let end = now_ms + step;
+        let start = end - CHART_STEPS as i64 * step;
+        let values = app.store.values_before(id, end, CHART_STEPS)?;
+        let actual: Vec<(i64, f64)> = values
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(i, v)| (start + i as i64 * step, *v))
+            .collect();
+        let refit = i64::try_from(app.config.model.refit_every.as_millis()).unwrap_or(3_600_000);
+        let fits = (CHART_STEPS as i64 * step / refit.max(1)) as usize + 2;
+        let band = |p: crate::model::BandPoint| Band {
+            expected: f64::from(p.expected),
+            lower: f64::from(p.lower),
+            upper: f64::from(p.upper),
+        };
+        let expected = app
+            .store
+            .past_bands(id, start, end, fits)
+            .into_iter()
+            .map(|(t, p)| (t, band(p)))
+            .collect();
+        let forecast = app
+            .store
+            .forecast_from_newest(id, CHART_FORECAST_STEPS)
+            .map(|b| {
+                b.path
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (b.start_ms + i as i64 * b.step_ms, band(*p)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let hex = format!("{id:016x}");
+        let anomalies = app
+            .anomalies(start, ANOMALY_SCORE, 1_000)
+            .into_iter()
+            .filter(|a| a.series_id == hex)
+            .map(|a| (a.step.slot_ms, a.step.value))
+            .collect();
+        Some(ChartData {
+            actual,
+            expected,
+            forecast,
+            threshold: None,
+            anomalies,
+        })
     }
 }

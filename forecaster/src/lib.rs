@@ -23,5 +23,6 @@ pub mod detect;
 pub mod ingest;
 pub mod model;
 pub mod server;
+pub mod signals;
 pub mod store;
 pub mod telemetry;

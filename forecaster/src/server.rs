@@ -1,18 +1,20 @@
 //! Binding the listeners, running them, and shutting down gracefully.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use presage_alerting::{AlertingHandle, AlertingService};
 use presage_config::ForecasterConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::api;
-use crate::app::{App, Clock};
+use crate::app::{App, ChartSource, Clock};
 use crate::ingest::otlp_grpc::OtlpGrpc;
 use crate::ingest::otlp_http;
 
@@ -31,6 +33,30 @@ pub struct Running {
     pub http: SocketAddr,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<anyhow::Result<()>>,
+    alerting: AlertingHandle,
+}
+
+/// Builds the notifiers and starts the alerting service with its state in `storage.dir`.
+fn start_alerting(app: &Arc<App>) -> anyhow::Result<AlertingHandle> {
+    let config = &app.config;
+    let mut notifiers = BTreeMap::new();
+    for receiver in &config.receivers {
+        let notifier = presage_alerting::notify::build(receiver)
+            .with_context(|| format!("cannot set up receiver `{}`", receiver.name))?;
+        notifiers.insert(receiver.name.clone(), notifier);
+    }
+    let dir = &config.storage.dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create storage.dir {}", dir.display()))?;
+    let context = Arc::new(ChartSource(Arc::downgrade(app)));
+    let clock = app.clock;
+    let (handle, _task) =
+        AlertingService::spawn(config, notifiers, context, Some(dir.clone()), move || {
+            clock.now_ms()
+        })
+        .context("cannot start alerting")?;
+    app.attach_alerting(handle.clone());
+    Ok(handle)
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
@@ -53,6 +79,7 @@ impl Running {
         let app = App::new(config, clock);
         let (shutdown, signal) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        let alerting = start_alerting(&app)?;
 
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             // Either a `true` or a dropped sender means stop.
@@ -151,9 +178,44 @@ impl Running {
             }
         });
 
+        // Rule evaluation: each time event time advances, the evaluations of that step (breach
+        // forecasts, fleet outliers, level shifts) go to alerting, then the tick.
+        let eval_app = app.clone();
+        let mut event_time = app.watch_event_time();
+        let handle = alerting.clone();
+        let mut rx = signal.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = event_time.changed() => {
+                        if changed.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    changed = rx.changed() => {
+                        if changed.is_err() || *rx.borrow() {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                }
+                let now = *event_time.borrow_and_update();
+                let app = eval_app.clone();
+                let signals =
+                    tokio::task::spawn_blocking(move || app.signals.evaluate(&app.store, now))
+                        .await
+                        .unwrap_or_default();
+                if !signals.is_empty() {
+                    handle.send(signals).await;
+                }
+                handle.tick(now);
+            }
+        });
+
         app.set_ready(true);
         tracing::info!(%otlp_grpc, %otlp_http, %http, "Presage is serving");
         Ok(Self {
+            alerting,
             app,
             otlp_grpc,
             otlp_http,
@@ -185,6 +247,8 @@ impl Running {
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.app.set_ready(false);
         let _ = self.shutdown.send(true);
+        // Deliveries in flight get a short grace; alert state and the notification log are saved.
+        self.alerting.shutdown().await;
         let grace = self.app.config.server.shutdown_grace;
         let drain = async {
             while let Some(joined) = self.tasks.join_next().await {

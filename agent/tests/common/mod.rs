@@ -28,6 +28,11 @@ pub fn forecaster_config(ports: Option<(SocketAddr, SocketAddr, SocketAddr)>) ->
     cfg.server.shutdown_grace = Duration::from_secs(5);
     cfg.model.step = Duration::from_secs(1);
     cfg.limits.log_records_per_stream = 100_000;
+    cfg.storage.dir = tempfile::Builder::new()
+        .prefix("presage-test-")
+        .tempdir()
+        .expect("temp dir")
+        .keep();
     cfg
 }
 

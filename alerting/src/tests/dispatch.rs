@@ -271,9 +271,12 @@ fn dedup_follows_alertmanager() {
         sent_at_ms: 0,
     };
     let h = 3_600_000;
-    // Never notified: only when something fires.
+    // Never notified: when something fires, or — with send_resolved — when an alert fired
+    // and resolved before the first notification.
     assert!(needs_update(None, &set(&["a"]), &set(&[]), true, h, 1));
-    assert!(!needs_update(None, &set(&[]), &set(&["a"]), true, h, 1));
+    assert!(needs_update(None, &set(&[]), &set(&["a"]), true, h, 1));
+    assert!(!needs_update(None, &set(&[]), &set(&["a"]), false, h, 1));
+    assert!(!needs_update(None, &set(&[]), &set(&[]), true, h, 1));
     // New firing alert.
     assert!(needs_update(
         Some(&e),

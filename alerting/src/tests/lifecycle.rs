@@ -189,3 +189,26 @@ fn conditions_are_capped() {
     assert_eq!(e.alerts().count(), 2);
     assert_eq!(e.refused(), 3);
 }
+
+#[test]
+fn a_condition_that_holds_only_between_two_evaluations_still_fires() {
+    // A replay at full speed: the anomalous step and the calm ones after it arrive in one
+    // batch before the next evaluation. The alert fires at that evaluation, with the
+    // anomalous step's facts, and resolves at the one after.
+    let mut e = evaluator(
+        "[[rules]]\nname = \"Odd\"\nkind = \"anomaly\"\nmin_score = 0.6\npersistent = false\n",
+    );
+    let s = series(&[("__name__", "latency"), ("host", "a")]);
+    let mut batch = vec![anomalous_step(T0, &s, 20.0, 0.95)];
+    for i in 1..5 {
+        batch.push(normal_step(T0 + i * MIN, &s, 10.0));
+    }
+    e.ingest(&batch, 0);
+    let out = e.evaluate(T0 + 4 * MIN);
+    assert_eq!(out.fired.len(), 1, "{out:?}");
+    let (a, _) = e.alert(&out.fired[0]).unwrap();
+    assert_eq!(a.state, AlertState::Firing);
+    assert_eq!(a.explanation.value, Some(20.0));
+    e.evaluate(T0 + 5 * MIN);
+    assert_eq!(states(&e), vec![AlertState::Resolved]);
+}

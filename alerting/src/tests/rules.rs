@@ -153,7 +153,7 @@ fn anomaly_rules_need_band_score_and_persistence() {
         Some(true)
     );
     assert_eq!(
-        active(builtin, &anomalous_step(T0, &s, 20.0, 0.85)),
+        active(builtin, &anomalous_step(T0, &s, 20.0, 0.55)),
         Some(false)
     );
 }

@@ -34,6 +34,15 @@ impl ApiError {
         }
     }
 
+    /// A 503: the part that would answer is not running.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            kind: "unavailable",
+            message: message.into(),
+        }
+    }
+
     /// A 404.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self {

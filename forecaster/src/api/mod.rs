@@ -3,6 +3,7 @@
 //! JSON responses use Prometheus' envelope: `{"status":"success","data":…}` or
 //! `{"status":"error","errorType":…,"error":…}`.
 
+mod alerts;
 mod error;
 #[cfg(test)]
 mod tests;
@@ -44,6 +45,15 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/logs", get(logs))
         .route("/api/v1/anomalies", get(anomalies))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/alerts", get(alerts::alerts))
+        .route(
+            "/api/v1/silences",
+            get(alerts::silences).post(alerts::create_silence),
+        )
+        .route(
+            "/api/v1/silences/{id}",
+            get(alerts::silence).delete(alerts::expire_silence),
+        )
         .route("/api/v1/write", post(remote_write))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
@@ -143,6 +153,8 @@ async fn index() -> impl IntoResponse {
             "GET  /api/v1/forecast?series=<selector>[&start=..&end=..&horizon=6h&limit=..]\n",
             "GET  /api/v1/logs?match[]=<selector>[&limit=..]\n",
             "GET  /api/v1/anomalies[?since=..&min_score=..&limit=..]\n",
+            "GET  /api/v1/alerts\n",
+            "GET|POST /api/v1/silences, GET|DELETE /api/v1/silences/<id>\n",
             "GET  /api/v1/status\n",
             "POST /api/v1/write        (Prometheus remote_write)\n",
             "GET  /metrics\n",
@@ -419,7 +431,7 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        app.telemetry.render() + &app.render_model_metrics(),
+        app.telemetry.render() + &app.render_model_metrics() + &app.render_alerting_metrics(),
     )
 }
 

@@ -36,8 +36,8 @@ pub struct LevelShift {
 }
 
 /// Finds the most recent level shift in `values` (one per step, the first at `first_slot_ms`,
-/// NaN for missing steps), judged on `values - expected` where `expected` is given (same
-/// length; NaN where unknown). Never panics.
+/// NaN for missing steps), judged on `values - expected` when `expected` is given (same
+/// length; steps where it is NaN are left out). Never panics.
 pub fn latest_shift(
     values: &[f64],
     expected: Option<&[f64]>,
@@ -51,10 +51,14 @@ pub fn latest_shift(
         if !v.is_finite() {
             continue;
         }
-        let e = expected
-            .and_then(|e| e.get(i).copied())
-            .filter(|e| e.is_finite())
-            .unwrap_or(0.0);
+        // With an expectation, steps it does not cover are left out rather than mixed in raw.
+        let e = match expected {
+            None => 0.0,
+            Some(e) => match e.get(i).copied().filter(|e| e.is_finite()) {
+                Some(e) => e,
+                None => continue,
+            },
+        };
         idx.push(i);
         residuals.push(v - e);
     }

@@ -1,16 +1,31 @@
 //! Online detection: every closed step of a series is scored against its current baseline, and
 //! refits are scheduled in event time.
 //!
-//! Scores are calibrated per series so that one threshold means the same thing everywhere.
-//! Each step's deviation from the expected value, in units of the baseline's residual scale,
-//! becomes a surprise: `-ln p`, with `p` the two-sided tail probability of a deviation this
-//! large under a normal model. The short-term average of surprises is then compared with the
-//! series' own past averages (an exponentially decayed histogram, about 2,000 steps long) — in
-//! the spirit of the "anomaly likelihood" of Ahmad et al. (Numenta, 2017) — so a series that is
-//! often a bit wild does not page for its usual wildness, and a change it has not shown before
-//! does. With `q` the share of past averages at least as high, the score is `L / (L + 3)` with
-//! `L = -log10 q`: 0.5 means "higher than all but one in a thousand of this series' steps".
-//! Within the same rarity, larger deviations score a little higher, so scores keep their order.
+//! Scores are calibrated per series so that one threshold means the same thing everywhere. Two
+//! views of each step are judged, each against the series' own past:
+//!
+//! - **Residual**: the step's deviation from the baseline's expected value, in units of the
+//!   residual scale, becomes a surprise `-ln p` (`p` the two-sided normal tail probability),
+//!   averaged over the last three steps.
+//! - **Level**: a fast moving average of the raw value (about ten steps) against a slow moving
+//!   mean and standard deviation of it (about 330 steps), as a z-score turned into the same kind
+//!   of surprise. It catches level shifts and slow drifts that the hourly refit would absorb into
+//!   the baseline before the residuals show them.
+//!
+//! Each view's statistic is compared with an exponentially decayed histogram of its own past
+//! values (about 2,000 steps) — in the spirit of the "anomaly likelihood" of Ahmad et al.
+//! (Numenta, 2017) — so a series that is often a bit wild does not page for its usual wildness,
+//! and a change it has not shown before does. With `q` the share of past values at least as
+//! high, a view's rarity is `L = -log10 q`; the step's rarity is the larger of the two views'
+//! less `log10 2` (the price of looking twice). The score is `L / (L + 3)`: 0.5 means "rarer than
+//! all but one in a thousand of this series' steps". Within the same rarity, larger deviations
+//! score a little higher, so scores keep their order.
+//!
+//! Once a step is rarer than one in 250 (`L >= 2.4`, a score of about 0.44), a quiet period of
+//! 75 steps follows: the series is already known to be unusual, so during it a step scores in
+//! full only when it is ten times rarer than the one that opened the period, and at half its
+//! score otherwise. A level shift or a burst therefore pages at most once, not at every step it
+//! lasts, and a clear escalation still pages.
 
 pub mod changepoint;
 pub mod fleet;
@@ -24,16 +39,32 @@ use crate::model::Baseline;
 use crate::model::stats::{norm_sf, probit};
 
 /// Steps averaged for the short-term surprise.
-const SHORT_WINDOW: usize = 2;
-/// Effective length (in steps) of the long-run statistics of the short-term average.
+const SHORT_WINDOW: usize = 3;
+/// Effective length (in steps) of the long-run statistics of each view.
 const LONG_WINDOW: f64 = 2_000.0;
 /// Steps scored before the long-run statistics are trusted (the score stays 0 until then).
 const LEARNING_STEPS: u64 = 50;
+/// Steps before the level view takes part (its slow statistics need some history).
+const LEVEL_LEARNING_STEPS: u64 = 100;
+/// Weight of the newest value in the level view's fast average (about ten steps).
+const LEVEL_FAST: f64 = 0.1;
+/// Weight of the newest value in the level view's slow mean and variance (about 330 steps).
+const LEVEL_SLOW: f64 = 0.003;
 /// Floor of the long-run standard deviation, so a perfectly quiet past does not make every
 /// wobble infinitely unlikely.
 const MIN_LONG_SD: f64 = 0.5;
 /// Cap of one step's surprise (-ln p): p = 1e-22.
 const MAX_SURPRISE: f64 = 50.0;
+/// `log10 2`: the rarity given up for taking the larger of two views.
+const TWO_VIEWS: f64 = std::f64::consts::LOG10_2;
+/// Rarity (`-log10 q`) that opens a quiet period.
+const QUIET_OPEN: f64 = 2.4;
+/// Length of the quiet period, in steps.
+const QUIET_STEPS: u32 = 75;
+/// During a quiet period, a step scores in full when its rarity exceeds the one that opened the
+/// period by this much (ten times rarer); otherwise its score is multiplied by `QUIET_DAMPING`.
+const QUIET_ESCALATION: f64 = 1.0;
+const QUIET_DAMPING: f64 = 0.5;
 /// Persistence: a step is persistently anomalous when at least `K` of the last `N` steps were
 /// outside the band.
 const PERSIST_K: u32 = 3;
@@ -62,41 +93,93 @@ pub struct StepScore {
     pub persistent: bool,
 }
 
-/// Bins of the per-series histogram of short-term surprise averages.
+/// Bins of the per-view histogram of past statistics.
 const BINS: usize = 48;
 
-fn bin_of(avg: f64) -> usize {
-    let x = (1.0 + avg.max(0.0)).ln() / (1.0 + MAX_SURPRISE).ln();
+fn bin_of(x: f64) -> usize {
+    let x = (1.0 + x.max(0.0)).ln() / (1.0 + MAX_SURPRISE).ln();
     ((x * BINS as f64) as usize).min(BINS - 1)
 }
 
-/// Per-series scoring state: O(1) memory.
+/// How rare a statistic is against its own past: an exponentially decayed histogram plus its
+/// long-run mean and variance. O(1) memory.
 #[derive(Debug, Clone)]
+struct Rarity {
+    /// Exponentially decayed counts of past values, by bin.
+    hist: [f32; BINS],
+    seen: u64,
+    mean: f64,
+    var: f64,
+}
+
+impl Default for Rarity {
+    fn default() -> Self {
+        Self {
+            hist: [0.0; BINS],
+            seen: 0,
+            mean: 0.0,
+            var: 0.0,
+        }
+    }
+}
+
+impl Rarity {
+    /// `-log10` of the share of past values at least as high as `x` (empirical tail, half the
+    /// own bin), ordered within the same rarity by how far `x` is from the long-run mean; 0
+    /// while learning. Then `x` joins the past.
+    fn judge(&mut self, x: f64) -> f64 {
+        let bin = bin_of(x);
+        let rarity = if self.seen >= LEARNING_STEPS {
+            let total: f64 = self.hist.iter().map(|c| f64::from(*c)).sum();
+            let tail: f64 = self.hist[bin + 1..]
+                .iter()
+                .map(|c| f64::from(*c))
+                .sum::<f64>()
+                + f64::from(self.hist[bin]) / 2.0;
+            let q = (tail + 1.0) / (total + 1.0);
+            let sd = self.var.sqrt().max(MIN_LONG_SD);
+            -q.log10() + 0.01 * neg_log10_sf((x - self.mean) / sd)
+        } else {
+            0.0
+        };
+        let decay = 1.0 - 1.0 / LONG_WINDOW as f32;
+        for c in &mut self.hist {
+            *c *= decay;
+        }
+        self.hist[bin] += 1.0;
+        // Update the long-run statistics after judging (the step is judged on the past only).
+        let alpha = 1.0 / (self.seen as f64 + 1.0).min(LONG_WINDOW);
+        let delta = x - self.mean;
+        self.mean += alpha * delta;
+        self.var = (1.0 - alpha) * (self.var + alpha * delta * delta);
+        self.seen += 1;
+        rarity
+    }
+}
+
+/// `-ln` of the two-sided normal tail probability of `z`, capped at [`MAX_SURPRISE`]:
+/// Exp(1)-distributed when `z` is standard normal.
+fn surprise(z: f64) -> f64 {
+    let p = (2.0 * norm_sf(z.abs())).clamp(1e-300, 1.0);
+    (-p.ln()).min(MAX_SURPRISE)
+}
+
+/// Per-series scoring state: O(1) memory (a few hundred bytes).
+#[derive(Debug, Clone, Default)]
 pub struct Scorer {
     short: [f32; SHORT_WINDOW],
     short_len: u8,
     short_pos: u8,
-    long_mean: f64,
-    long_var: f64,
-    /// Exponentially decayed counts of past short-term averages, by bin.
-    hist: [f32; BINS],
-    scored: u64,
+    residual: Rarity,
+    level_fast: f64,
+    level_mean: f64,
+    level_var: f64,
+    level_steps: u64,
+    level: Rarity,
+    /// Steps left in the quiet period, and the rarity that opened it (or last escalated it).
+    quiet_left: u32,
+    quiet_peak: f64,
     outside: u32,
-}
-
-impl Default for Scorer {
-    fn default() -> Self {
-        Self {
-            short: [0.0; SHORT_WINDOW],
-            short_len: 0,
-            short_pos: 0,
-            long_mean: 0.0,
-            long_var: 0.0,
-            hist: [0.0; BINS],
-            scored: 0,
-            outside: 0,
-        }
-    }
 }
 
 impl Scorer {
@@ -122,12 +205,9 @@ impl Scorer {
             .max(half_band / zq)
             .max(f64::MIN_POSITIVE);
         let deviation = (value - e) / sigma;
-        // Surprise: -ln of the two-sided tail probability (Exp(1)-distributed when the model
-        // is right), capped so one wild point cannot dominate the long-run statistics.
-        let p = (2.0 * norm_sf(deviation.abs())).clamp(1e-300, 1.0);
-        let surprise = (-p.ln()).min(MAX_SURPRISE);
 
-        self.short[self.short_pos as usize] = surprise as f32;
+        // Residual view: the short-term average of surprises.
+        self.short[self.short_pos as usize] = surprise(deviation) as f32;
         self.short_pos = ((self.short_pos as usize + 1) % SHORT_WINDOW) as u8;
         self.short_len = (self.short_len + 1).min(SHORT_WINDOW as u8);
         let avg = self.short[..self.short_len as usize]
@@ -135,36 +215,27 @@ impl Scorer {
             .map(|v| f64::from(*v))
             .sum::<f64>()
             / f64::from(self.short_len);
+        let mut rarity = self.residual.judge(avg);
 
-        let bin = bin_of(avg);
-        let score = if self.scored >= LEARNING_STEPS {
-            // How rare is an average this high in this series' own past (empirical tail,
-            // half the own bin), ordered within the same rarity by how far it is from the
-            // long-run mean.
-            let total: f64 = self.hist.iter().map(|c| f64::from(*c)).sum();
-            let tail: f64 = self.hist[bin + 1..]
-                .iter()
-                .map(|c| f64::from(*c))
-                .sum::<f64>()
-                + f64::from(self.hist[bin]) / 2.0;
-            let q_emp = (tail + 1.0) / (total + 1.0);
-            let sd = self.long_var.sqrt().max(MIN_LONG_SD);
-            let magnitude = neg_log10_sf((avg - self.long_mean) / sd);
-            calibrate(-q_emp.log10() + 0.01 * magnitude)
-        } else {
-            0.0
-        };
-        let decay = 1.0 - 1.0 / LONG_WINDOW as f32;
-        for c in &mut self.hist {
-            *c *= decay;
+        // Level view: a fast average of the value against its slow mean and spread.
+        let level_rarity = self.level_step(value);
+        if self.level_steps > LEVEL_LEARNING_STEPS {
+            rarity = rarity.max(level_rarity) - TWO_VIEWS;
         }
-        self.hist[bin] += 1.0;
-        // Update the long-run statistics after scoring (the step is judged on the past only).
-        let alpha = 1.0 / (self.scored as f64 + 1.0).min(LONG_WINDOW);
-        let delta = avg - self.long_mean;
-        self.long_mean += alpha * delta;
-        self.long_var = (1.0 - alpha) * (self.long_var + alpha * delta * delta);
-        self.scored += 1;
+
+        // Quiet period after a reported anomaly.
+        let mut score = calibrate(rarity);
+        if self.quiet_left > 0 {
+            self.quiet_left -= 1;
+            if rarity > self.quiet_peak + QUIET_ESCALATION {
+                self.quiet_peak = rarity;
+            } else {
+                score *= QUIET_DAMPING;
+            }
+        } else if rarity >= QUIET_OPEN {
+            self.quiet_left = QUIET_STEPS;
+            self.quiet_peak = rarity;
+        }
 
         let direction = if value > hi {
             1
@@ -185,6 +256,28 @@ impl Scorer {
             direction,
             persistent: self.outside.count_ones() >= PERSIST_K,
         })
+    }
+
+    /// Updates the level view with `value` and returns its rarity.
+    fn level_step(&mut self, value: f64) -> f64 {
+        if self.level_steps == 0 {
+            self.level_fast = value;
+            self.level_mean = value;
+            self.level_var = 0.0;
+        }
+        self.level_fast += LEVEL_FAST * (value - self.level_fast);
+        let sd = self.level_var.sqrt();
+        let z = if sd > 0.0 {
+            (self.level_fast - self.level_mean) / sd
+        } else {
+            0.0
+        };
+        let alpha = LEVEL_SLOW.max(1.0 / (self.level_steps as f64 + 1.0));
+        let delta = value - self.level_mean;
+        self.level_mean += alpha * delta;
+        self.level_var = (1.0 - alpha) * (self.level_var + alpha * delta * delta);
+        self.level_steps += 1;
+        self.level.judge(surprise(z))
     }
 }
 

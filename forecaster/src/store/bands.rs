@@ -24,6 +24,20 @@ impl Store {
         end_ms: i64,
         max_fits: usize,
     ) -> Vec<PastBand> {
+        self.past_bands_until(id, start_ms, end_ms, max_fits, i64::MAX)
+    }
+
+    /// Like [`Store::past_bands`], with no refit after `last_fit_ms`: later steps keep the band
+    /// of the last fit before it (as far as its path reaches) — what was expected before
+    /// something happened.
+    pub fn past_bands_until(
+        &self,
+        id: SeriesId,
+        start_ms: i64,
+        end_ms: i64,
+        max_fits: usize,
+        last_fit_ms: i64,
+    ) -> Vec<PastBand> {
         let Some(detect) = self.res.detect else {
             return Vec::new();
         };
@@ -38,7 +52,7 @@ impl Store {
         let first = start_ms.div_euclid(every) * every;
         let mut boundaries: Vec<i64> = (0..)
             .map(|k| first + k * every)
-            .take_while(|b| *b < end_ms)
+            .take_while(|b| *b < end_ms && *b <= last_fit_ms)
             .collect();
         if boundaries.len() > max_fits {
             boundaries.drain(..boundaries.len() - max_fits);

@@ -790,6 +790,50 @@ impl Store {
             .collect()
     }
 
+    /// Ids of the series matching `sel`, at most `limit`.
+    pub fn select_ids(&self, sel: &Selector, limit: usize) -> Vec<SeriesId> {
+        let mut out = Vec::new();
+        let mut slots = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            slots.clear();
+            shard.select(sel, &mut slots);
+            if slots.is_empty() {
+                continue;
+            }
+            slots.sort_unstable();
+            out.extend(
+                shard
+                    .by_id
+                    .iter()
+                    .filter(|(_, slot)| slots.binary_search(slot).is_ok())
+                    .map(|(id, _)| *id),
+            );
+            if out.len() >= limit {
+                break;
+            }
+        }
+        out.truncate(limit);
+        out
+    }
+
+    /// What the API shows about one series, if it exists.
+    pub fn info_of(&self, id: SeriesId) -> Option<SeriesInfo> {
+        let shard = self.shards[(id % SHARDS as u64) as usize].lock();
+        let slot = *shard.by_id.get(&id)?;
+        shard.series(slot).map(|s| self.info(s))
+    }
+
+    /// The `n` steps before `boundary_ms` of series `id` (NaN where a step had no data), oldest
+    /// first; `None` when the series does not exist.
+    pub fn values_before(&self, id: SeriesId, boundary_ms: i64, n: usize) -> Option<Vec<f64>> {
+        let shard = self.shards[(id % SHARDS as u64) as usize].lock();
+        let slot = *shard.by_id.get(&id)?;
+        let mut v = shard.series(slot)?.values_before(boundary_ms, n, &self.res);
+        v.resize(n, f64::NAN);
+        Some(v)
+    }
+
     /// The labels of a series, if it exists.
     pub fn labels_of(&self, id: SeriesId) -> Option<BTreeMap<String, String>> {
         let shard = self.shards[(id % SHARDS as u64) as usize].lock();

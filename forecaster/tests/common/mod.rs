@@ -20,7 +20,17 @@ pub fn test_config() -> ForecasterConfig {
     cfg.server.otlp_grpc = "127.0.0.1:0".parse().unwrap();
     cfg.server.otlp_http = "127.0.0.1:0".parse().unwrap();
     cfg.server.http = "127.0.0.1:0".parse().unwrap();
+    cfg.storage.dir = scratch_dir();
     cfg
+}
+
+/// A fresh directory for one daemon's state, left for the OS to clean.
+pub fn scratch_dir() -> std::path::PathBuf {
+    tempfile::Builder::new()
+        .prefix("presage-test-")
+        .tempdir()
+        .expect("temp dir")
+        .keep()
 }
 
 pub async fn start(cfg: ForecasterConfig) -> Running {
