@@ -34,6 +34,8 @@ pub mod builtin {
     pub const CPU_SATURATED: &str = "CpuSaturated";
     /// Any ready series far outside its band, persistently.
     pub const SERIES_ANOMALOUS: &str = "SeriesAnomalous";
+    /// A log template at WARN or above seen for the first time after the service's warm-up.
+    pub const NEW_ERROR_LOG_PATTERN: &str = "NewErrorLogPattern";
 }
 
 fn rule(name: &str, kind: RuleKind, select: &str) -> RuleConfig {
@@ -115,7 +117,16 @@ pub fn default_rules() -> Vec<RuleConfig> {
     anomaly.min_score = Some(0.6);
     anomaly.persistent = Some(true);
 
-    vec![disk, node_disk, memory, cpu, anomaly]
+    // Log pattern signals carry the stream's labels plus `service` (and `template_id`).
+    let mut new_log = rule(
+        builtin::NEW_ERROR_LOG_PATTERN,
+        RuleKind::LogPattern,
+        r#"{service=~".+"}"#,
+    );
+    new_log.severity = Some(Severity::Warn);
+    new_log.new_pattern = Some(true);
+
+    vec![disk, node_disk, memory, cpu, anomaly, new_log]
 }
 
 /// The rules in effect: the configured ones, plus the built-in ones (unless

@@ -28,6 +28,8 @@ pub struct ForecasterConfig {
     pub model: ModelConfig,
     /// How incoming data is translated into series.
     pub ingest: IngestConfig,
+    /// Log pattern mining: templates per service, their line counts and new-pattern detection.
+    pub logs: LogPatternsConfig,
     /// Alerting settings.
     pub alerting: AlertingSettings,
     /// Rules evaluated against the model's signals (built-in rules are added unless
@@ -218,6 +220,38 @@ impl Default for IngestConfig {
     }
 }
 
+/// Log pattern mining. Log bodies are mined into templates per service (`service.name`, else
+/// `job`); each template's lines per step and severity become the series
+/// `presage_log_pattern_lines{service,template_id,severity}`, watched like any other series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogPatternsConfig {
+    /// Templates kept at once, over all services; beyond, the least recently seen is evicted
+    /// (with its series state).
+    pub max_templates: usize,
+    /// Share of equal tokens (0.0 to 1.0) for a line to join an existing template; lower merges
+    /// more lines into one template.
+    pub similarity: f64,
+    /// Event time a service's logs are watched before a template seen for the first time counts
+    /// as a new pattern (and may alert): at start-up every template is new.
+    #[serde(with = "humantime_serde")]
+    pub warmup: Duration,
+    /// Most template series shown as `presage_log_pattern_lines_total` on `/metrics` (the
+    /// busiest first), so the exposition's cardinality stays bounded.
+    pub export_limit: usize,
+}
+
+impl Default for LogPatternsConfig {
+    fn default() -> Self {
+        Self {
+            max_templates: 10_000,
+            similarity: 0.5,
+            warmup: Duration::from_secs(600),
+            export_limit: 1_000,
+        }
+    }
+}
+
 /// Checks that `text` is a PromQL series selector (`metric{label="v"}`).
 pub(crate) fn check_selector(text: &str) -> Result<(), String> {
     match promql_parser::parser::parse(text) {
@@ -236,6 +270,7 @@ impl Document for ForecasterConfig {
         "storage",
         "model",
         "ingest",
+        "logs",
         "alerting",
         "rules",
         "receivers",
@@ -251,6 +286,7 @@ impl Document for ForecasterConfig {
             storage: StorageConfig,
             model: ModelConfig,
             ingest: IngestConfig,
+            logs: LogPatternsConfig,
             alerting: AlertingSettings,
             rules: Vec<RuleConfig>,
             receivers: Vec<ReceiverConfig>,
@@ -383,6 +419,25 @@ impl Document for ForecasterConfig {
                 "model.export_limit",
                 "must be at most 1000000",
             ));
+        }
+        let logs = &self.logs;
+        if logs.max_templates == 0 || logs.max_templates > 10_000_000 {
+            p.push(Problem::new(
+                "logs.max_templates",
+                "must be between 1 and 10000000",
+            ));
+        }
+        if !(0.0..=1.0).contains(&logs.similarity) {
+            p.push(Problem::new(
+                "logs.similarity",
+                format!("must be between 0.0 and 1.0, got {}", logs.similarity),
+            ));
+        }
+        if logs.warmup > Duration::from_secs(30 * 86_400) {
+            p.push(Problem::new("logs.warmup", "must be at most 30d"));
+        }
+        if logs.export_limit > 1_000_000 {
+            p.push(Problem::new("logs.export_limit", "must be at most 1000000"));
         }
         crate::alerting::validate_rules(&self.rules, &mut p);
         crate::alerting::validate_routing(

@@ -31,7 +31,8 @@ pub use alerting::{
 };
 pub use error::{ConfigErrors, Error, Problem, Result};
 pub use forecaster::{
-    ForecasterConfig, IngestConfig, LimitsConfig, ModelConfig, ServerConfig, StorageConfig,
+    ForecasterConfig, IngestConfig, LimitsConfig, LogPatternsConfig, ModelConfig, ServerConfig,
+    StorageConfig,
 };
 pub use load::Document;
 pub use units::ByteSize;

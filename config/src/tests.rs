@@ -253,3 +253,38 @@ target = '{severity!~"critical|page"}'
     assert_eq!(got.len(), 1, "{got:#?}");
     assert!(got[0].contains("routes[0].match"), "{}", got[0]);
 }
+
+#[test]
+fn logs_section_defaults_overrides_and_bounds() {
+    let cfg = ForecasterConfig::from_toml("", "t.toml").unwrap();
+    assert_eq!(cfg.logs.max_templates, 10_000);
+    assert_eq!(cfg.logs.similarity, 0.5);
+    assert_eq!(cfg.logs.warmup, Duration::from_secs(600));
+    assert_eq!(cfg.logs.export_limit, 1_000);
+    let cfg = ForecasterConfig::from_toml(
+        "[logs]\nmax_templates = 50\nsimilarity = 0.7\nwarmup = \"2m\"\nexport_limit = 10\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            cfg.logs.max_templates,
+            cfg.logs.warmup,
+            cfg.logs.export_limit
+        ),
+        (50, Duration::from_secs(120), 10)
+    );
+    let got = problems("[logs]\nmax_templates = 0\nsimilarity = 1.5\n");
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert!(
+        got.iter().any(|p| p.contains("logs.max_templates")),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter().any(|p| p.contains("logs.similarity")),
+        "{got:#?}"
+    );
+    let got = problems("[logs]\nwarm_up = \"1m\"\n");
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(got[0].contains("warm_up"), "{}", got[0]);
+}

@@ -17,6 +17,7 @@ use crate::detect::StepScore;
 use crate::ingest::otlp::OtlpTranslator;
 use crate::ingest::remote_write::{self, CounterFamilies};
 use crate::ingest::{RejectReason, WriteBatch};
+use crate::logpatterns::LogPatterns;
 use crate::signals::SignalSource;
 use crate::store::logs::LogBuffer;
 use crate::store::{FitJob, SeriesId, Store, WriteOutcome};
@@ -87,6 +88,8 @@ pub struct App {
     pub store: Store,
     /// Recent log records.
     pub logs: LogBuffer,
+    /// Log templates per service, their line counts and new-pattern signals.
+    pub log_patterns: LogPatterns,
     /// Self-metrics.
     pub telemetry: Telemetry,
     /// OTLP translation state.
@@ -164,6 +167,7 @@ impl App {
             counter_families: CounterFamilies::new(config.limits.max_series),
             store,
             logs,
+            log_patterns: LogPatterns::new(&config),
             telemetry,
             otlp,
             clock,
@@ -512,6 +516,17 @@ impl App {
         req: &ExportLogsServiceRequest,
     ) -> LogsOutcome {
         let batch = self.otlp.logs(req, self.clock.now_ms());
+        // Templates first: new-pattern signals go to alerting before the count steps that
+        // advance event time.
+        let mined = self.log_patterns.observe(&batch.streams);
+        if !mined.signals.is_empty()
+            && let Some(handle) = self.alerting.get()
+        {
+            handle.try_send(mined.signals);
+        }
+        if !mined.batch.series.is_empty() {
+            self.write(protocol, mined.batch);
+        }
         let out = self.logs.write(batch.streams);
         self.telemetry
             .record_logs(protocol, &out, batch.rejected, self.logs.stream_count());
@@ -576,10 +591,10 @@ impl ModelContext for ChartSource {
             .collect();
         let refit = i64::try_from(app.config.model.refit_every.as_millis()).unwrap_or(3_600_000);
         let fits = (CHART_STEPS as i64 * step / refit.max(1)) as usize + 2;
-        let band = |p: crate::model::BandPoint| Band {
-            expected: f64::from(p.expected),
-            lower: f64::from(p.lower),
-            upper: f64::from(p.upper),
+        let band = |p: crate::model::Band| Band {
+            expected: p.expected,
+            lower: p.lower,
+            upper: p.upper,
         };
         let expected = app
             .store
@@ -590,13 +605,7 @@ impl ModelContext for ChartSource {
         let forecast = app
             .store
             .forecast_from_newest(id, CHART_FORECAST_STEPS)
-            .map(|b| {
-                b.path
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| (b.start_ms + i as i64 * b.step_ms, band(*p)))
-                    .collect()
-            })
+            .map(|b| b.points().map(|(t, p)| (t, band(p))).collect())
             .unwrap_or_default();
         let hex = format!("{id:016x}");
         let anomalies = app

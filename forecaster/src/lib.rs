@@ -19,8 +19,10 @@
 pub mod api;
 pub mod app;
 pub mod backtest;
+pub mod demo;
 pub mod detect;
 pub mod ingest;
+pub mod logpatterns;
 pub mod model;
 pub mod server;
 pub mod signals;

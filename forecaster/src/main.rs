@@ -1,13 +1,14 @@
 //! `presage`: the forecaster daemon and its tools.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use presage_config::{EXIT_INVALID_CONFIG, Error as ConfigError, ForecasterConfig};
 use presage_forecaster::app::Clock;
-use presage_forecaster::backtest;
 use presage_forecaster::server::{Running, termination_signal};
+use presage_forecaster::{backtest, demo};
 
 // Ingest allocates many small, short-lived strings (labels) on several threads; glibc's malloc
 // spent about half the daemon's CPU on them and held on to freed fit buffers. mimalloc roughly
@@ -37,6 +38,45 @@ enum Command {
         /// Configuration file (TOML). Every key is optional.
         #[arg(long, short, value_name = "FILE", env = "PRESAGE_CONFIG")]
         config: Option<PathBuf>,
+    },
+    /// A first run: the daemon on loopback, fed a built-in scenario, printing alerts as they fire.
+    ///
+    /// Starts the forecaster with its defaults (OTLP/gRPC 127.0.0.1:4317, OTLP/HTTP
+    /// 127.0.0.1:4318, API and web UI on http://127.0.0.1:9470/; a busy port is replaced by a
+    /// free one and the real URL printed), state in a temporary folder, the built-in rules and a
+    /// console receiver. It then replays a few days of a checkout service: request rate and p99
+    /// latency with a daily cycle, a /var file system filling, a worker's memory leak and the
+    /// service's logs, sent through remote_write and OTLP with their own timestamps. The last
+    /// hours are paced so the alerts (DiskWillFill with its ETA, MemoryWillExhaust, an anomaly
+    /// on the latency spike) print one after the other within about a minute, each with its
+    /// explanation and suggestion. Then it keeps serving until Ctrl-C. Nothing listens beyond
+    /// loopback.
+    #[command(after_help = "Example: presage demo --http 127.0.0.1:9999 --pace 30s")]
+    Demo {
+        /// Address of the API, web UI, remote_write and /metrics (loopback only).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<SocketAddr>,
+        /// Address of OTLP/gRPC (loopback only).
+        #[arg(long, value_name = "ADDR")]
+        otlp_grpc: Option<SocketAddr>,
+        /// Address of OTLP/HTTP (loopback only).
+        #[arg(long, value_name = "ADDR")]
+        otlp_http: Option<SocketAddr>,
+        /// Keep the daemon's state here instead of a temporary folder removed on exit.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Days of history replayed before the live part (1 to 13).
+        #[arg(long, value_name = "DAYS", default_value_t = 3)]
+        days: u32,
+        /// Wall time over which the scenario's last 3 hours are replayed.
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+        pace: std::time::Duration,
+        /// Exit once the scenario is over instead of serving until Ctrl-C.
+        #[arg(long)]
+        exit_after_scenario: bool,
+        /// Also start presage-agent (if it sits beside this binary) to collect this host.
+        #[arg(long)]
+        agent: bool,
     },
     /// Run the detector offline over `timestamp,value` CSV files and write NAB result rows
     /// (`timestamp,value,anomaly_score,label`). Uses the same store, models and scoring as the
@@ -135,9 +175,54 @@ fn backtest_dir(dir: &Path, out: Option<&Path>, config: &ForecasterConfig) -> an
     Ok(())
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo {
+            http,
+            otlp_grpc,
+            otlp_http,
+            data_dir,
+            days,
+            pace,
+            exit_after_scenario,
+            agent,
+        } => {
+            // The demo's output is the console receiver's: only warnings unless asked.
+            let quiet = std::env::var_os("RUST_LOG").is_none();
+            init_tracing(cli.log.as_deref().or(quiet.then_some("warn")));
+            let runtime = match runtime() {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            let options = demo::Options {
+                http,
+                otlp_grpc,
+                otlp_http,
+                data_dir,
+                days,
+                pace,
+                exit_after_scenario,
+                agent,
+            };
+            match runtime.block_on(demo::run(options)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("presage demo: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::CheckConfig { file } => match load_config(Some(&file)) {
             Ok(_) => {
                 println!("{}: valid", file.display());
@@ -178,15 +263,9 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime() {
                 Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             let result = runtime.block_on(async {
                 let running = Running::start(config, Clock::System).await?;

@@ -366,7 +366,7 @@ impl SignalSource {
             for (t, band) in store.past_bands_until(id, start, end, fits, onset) {
                 let i = ((t - start) / self.step_ms) as usize;
                 if let Some(slot) = expected.get_mut(i) {
-                    *slot = f64::from(band.expected);
+                    *slot = band.expected;
                 }
             }
             let Some(shift) =

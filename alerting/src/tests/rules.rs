@@ -31,6 +31,7 @@ fn default_rules_are_present_and_replaceable() {
         builtin::MEMORY_WILL_EXHAUST,
         builtin::CPU_SATURATED,
         builtin::SERIES_ANOMALOUS,
+        builtin::NEW_ERROR_LOG_PATTERN,
     ] {
         assert!(names.contains(&n.to_string()), "{n} missing from {names:?}");
     }
@@ -254,4 +255,34 @@ fn log_pattern_rules_need_severity_and_novelty_or_rate() {
         active(&no_new, &log_signal("error", true, 0.0)),
         Some(false)
     );
+}
+
+#[test]
+fn builtin_new_log_pattern_rule_reads_new_warn_or_worse_patterns() {
+    let rules = compiled("");
+    let r = rules
+        .iter()
+        .find(|r| r.name() == builtin::NEW_ERROR_LOG_PATTERN)
+        .expect("built-in log pattern rule");
+    assert_eq!(r.kind(), RuleKind::LogPattern);
+    let mut s = log_signal("error", true, 0.0);
+    // The daemon labels log pattern signals with `service`.
+    assert_eq!(active(r, &s), None);
+    s.series = series(&[("service", "checkout"), ("template_id", "t1")]);
+    assert_eq!(active(r, &s), Some(true));
+    let warn = Signal {
+        body: log_signal("warn", true, 0.0).body,
+        ..s.clone()
+    };
+    assert_eq!(active(r, &warn), Some(true));
+    let info = Signal {
+        body: log_signal("info", true, 0.0).body,
+        ..s.clone()
+    };
+    assert_eq!(active(r, &info), Some(false));
+    let known = Signal {
+        body: log_signal("error", false, 0.0).body,
+        ..s
+    };
+    assert_eq!(active(r, &known), Some(false));
 }

@@ -5,6 +5,7 @@
 
 mod alerts;
 mod error;
+mod logs;
 #[cfg(test)]
 mod tests;
 
@@ -43,6 +44,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/series", get(series))
         .route("/api/v1/forecast", get(forecast))
         .route("/api/v1/logs", get(logs))
+        .route("/api/v1/log-patterns", get(logs::log_patterns))
         .route("/api/v1/anomalies", get(anomalies))
         .route("/api/v1/status", get(status))
         .route("/api/v1/alerts", get(alerts::alerts))
@@ -152,6 +154,7 @@ async fn index() -> impl IntoResponse {
             "GET  /api/v1/series?match[]=<selector>\n",
             "GET  /api/v1/forecast?series=<selector>[&start=..&end=..&horizon=6h&limit=..]\n",
             "GET  /api/v1/logs?match[]=<selector>[&limit=..]\n",
+            "GET  /api/v1/log-patterns[?service=..&limit=..]\n",
             "GET  /api/v1/anomalies[?since=..&min_score=..&limit=..]\n",
             "GET  /api/v1/alerts\n",
             "GET|POST /api/v1/silences, GET|DELETE /api/v1/silences/<id>\n",
@@ -205,13 +208,8 @@ const BAND_FITS: usize = 48;
 /// Longest forward forecast one request may ask for, in steps.
 const MAX_HORIZON_STEPS: usize = 10_000;
 
-fn band_row(t_ms: i64, p: crate::model::BandPoint) -> (f64, f64, f64, f64) {
-    (
-        t_ms as f64 / 1000.0,
-        f64::from(p.expected),
-        f64::from(p.lower),
-        f64::from(p.upper),
-    )
+fn band_row(t_ms: i64, p: crate::model::Band) -> (f64, f64, f64, f64) {
+    (t_ms as f64 / 1000.0, p.expected, p.lower, p.upper)
 }
 
 async fn forecast(
@@ -282,13 +280,7 @@ async fn forecast(
                 let forecast = store_app
                     .store
                     .forecast_from_newest(id, horizon_steps)
-                    .map(|b| {
-                        b.path
-                            .iter()
-                            .enumerate()
-                            .map(|(i, p)| band_row(b.start_ms + i as i64 * b.step_ms, *p))
-                            .collect()
-                    })
+                    .map(|b| b.points().map(|(t, p)| band_row(t, p)).collect())
                     .unwrap_or_default();
                 ForecastSeries {
                     expected,
@@ -431,7 +423,10 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        app.telemetry.render() + &app.render_model_metrics() + &app.render_alerting_metrics(),
+        app.telemetry.render()
+            + &app.render_model_metrics()
+            + &app.render_alerting_metrics()
+            + &app.log_patterns.render_metrics(),
     )
 }
 

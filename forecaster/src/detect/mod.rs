@@ -193,11 +193,7 @@ impl Scorer {
         level: f64,
     ) -> Option<StepScore> {
         let band = baseline.at(slot_ms)?;
-        let (e, lo, hi) = (
-            f64::from(band.expected),
-            f64::from(band.lower),
-            f64::from(band.upper),
-        );
+        let (e, lo, hi) = (band.expected, band.lower, band.upper);
         let zq = probit(0.5 + level / 2.0);
         let half_band = ((hi - lo) / 2.0).max(0.0);
         let sigma = baseline

@@ -23,6 +23,7 @@ fn flat_baseline(steps: usize) -> Baseline {
         periods: Vec::new(),
         start_ms: 0,
         step_ms: 1,
+        offset: 0.0,
         path: vec![
             BandPoint {
                 expected: 0.0,

@@ -104,9 +104,9 @@ pub fn fit(
     let path: Box<[BandPoint]> = path
         .into_iter()
         .map(|(e, lo, hi)| BandPoint {
-            expected: (center + e * scale) as f32,
-            lower: (center + lo * scale) as f32,
-            upper: (center + hi * scale) as f32,
+            expected: (e * scale) as f32,
+            lower: (lo * scale) as f32,
+            upper: (hi * scale) as f32,
         })
         .collect();
     let readiness = readiness(method, &periods, z.len(), gap_share, settings);
@@ -115,6 +115,7 @@ pub fn fit(
         periods: periods.iter().map(|&p| p as u32).collect(),
         start_ms: boundary_ms,
         step_ms: settings.step_ms,
+        offset: center,
         path,
         residual_scale: (residual_scale * scale).max(scale * 1e-3),
         trend,
@@ -281,18 +282,18 @@ fn constant(
     settings: &ModelSettings,
 ) -> Baseline {
     let tolerance = (value.abs() * 1e-6).max(1e-9);
-    let v = value as f32;
     let t = tolerance as f32;
     Baseline {
         method: Method::Constant,
         periods: Vec::new(),
         start_ms: boundary_ms,
         step_ms: settings.step_ms,
+        offset: value,
         path: vec![
             BandPoint {
-                expected: v,
-                lower: v - t,
-                upper: v + t,
+                expected: 0.0,
+                lower: -t,
+                upper: t,
             };
             settings.horizon_steps
         ]

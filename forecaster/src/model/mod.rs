@@ -96,15 +96,27 @@ pub enum Method {
     Constant,
 }
 
-/// One step of the forward path.
+/// One step of the forward path as stored: compact `f32` offsets from the baseline's
+/// `offset`, so a series at 1e15 keeps the resolution of its own variation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BandPoint {
-    /// Expected value.
+    /// Expected value, minus the baseline's offset.
     pub expected: f32,
-    /// Lower edge of the band.
+    /// Lower edge of the band, minus the offset.
     pub lower: f32,
-    /// Upper edge of the band.
+    /// Upper edge of the band, minus the offset.
     pub upper: f32,
+}
+
+/// Expected value and band at one step, in the series' own unit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Band {
+    /// Expected value.
+    pub expected: f64,
+    /// Lower edge of the band.
+    pub lower: f64,
+    /// Upper edge of the band.
+    pub upper: f64,
 }
 
 /// A fitted baseline.
@@ -118,7 +130,9 @@ pub struct Baseline {
     pub start_ms: i64,
     /// The step.
     pub step_ms: i64,
-    /// Expected value and band for each step from `start_ms` on.
+    /// What the path's points are relative to (the series' level at the fit).
+    pub offset: f64,
+    /// Expected value and band for each step from `start_ms` on, relative to `offset`.
     pub path: Box<[BandPoint]>,
     /// Robust scale of the in-sample residuals: one "sigma" for scoring.
     pub residual_scale: f64,
@@ -132,12 +146,30 @@ pub struct Baseline {
 
 impl Baseline {
     /// The band at `slot_ms`, if the path covers it.
-    pub fn at(&self, slot_ms: i64) -> Option<BandPoint> {
+    pub fn at(&self, slot_ms: i64) -> Option<Band> {
         if slot_ms < self.start_ms {
             return None;
         }
         let i = (slot_ms - self.start_ms) / self.step_ms;
-        self.path.get(usize::try_from(i).ok()?).copied()
+        self.path
+            .get(usize::try_from(i).ok()?)
+            .map(|p| self.absolute(p))
+    }
+
+    /// Every step of the path: slot (ms) and band.
+    pub fn points(&self) -> impl Iterator<Item = (i64, Band)> + '_ {
+        self.path
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (self.start_ms + i as i64 * self.step_ms, self.absolute(p)))
+    }
+
+    fn absolute(&self, p: &BandPoint) -> Band {
+        Band {
+            expected: self.offset + f64::from(p.expected),
+            lower: self.offset + f64::from(p.lower),
+            upper: self.offset + f64::from(p.upper),
+        }
     }
 
     /// Slot one past the end of the path.

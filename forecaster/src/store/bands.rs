@@ -6,12 +6,12 @@
 //! (multiples of `model.refit_every`) and taking each fit's path up to the next boundary gives
 //! back the bands the steps were judged by (exactly for steps after the first regular refit).
 
-use crate::model::{self, BandPoint};
+use crate::model::{self, Band};
 
 use super::{SHARDS, SeriesId, Store};
 
 /// The expected band at one past step.
-pub type PastBand = (i64, BandPoint);
+pub type PastBand = (i64, Band);
 
 impl Store {
     /// Bands for the steps in `[start_ms, end_ms)` of series `id`, from at most `max_fits`

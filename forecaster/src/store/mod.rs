@@ -477,7 +477,7 @@ impl Store {
                 });
                 return;
             }
-            let values = series.values_before(fit.boundary_ms, d.model.max_fit_points, &self.res);
+            let values = series.fit_values(fit.boundary_ms, d.model.max_fit_points, &self.res);
             let result = model::fit(&values, fit.boundary_ms, &d.model);
             steps.fit = self.install(series, fit.boundary_ms, result, &mut steps.scores);
             out.scores.extend(steps.scores.drain(..).map(|s| (id, s)));
@@ -529,7 +529,7 @@ impl Store {
             else {
                 return out;
             };
-            series.values_before(job.boundary_ms, d.model.max_fit_points, &self.res)
+            series.fit_values(job.boundary_ms, d.model.max_fit_points, &self.res)
         };
         let result = model::fit(&values, job.boundary_ms, &d.model);
         drop(values);

@@ -197,6 +197,14 @@ impl Series {
         self.open.as_ref().map(|o| o.slot_ms)
     }
 
+    /// What a fit at `boundary_ms` sees: up to `n` steps before it, starting no earlier than the
+    /// series' first step (a young series is not padded to the full window).
+    pub(crate) fn fit_values(&self, boundary_ms: i64, n: usize, res: &Resolution) -> Vec<f64> {
+        let first = self.first_slot().unwrap_or(boundary_ms);
+        let held = usize::try_from((boundary_ms - first).max(0) / res.step_ms).unwrap_or(0);
+        self.values_before(boundary_ms, n.min(held), res)
+    }
+
     pub(crate) fn values_before(&self, boundary_ms: i64, n: usize, res: &Resolution) -> Vec<f64> {
         let start = boundary_ms - n as i64 * res.step_ms;
         let mut out = Vec::with_capacity(n);
