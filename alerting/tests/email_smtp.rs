@@ -46,6 +46,7 @@ fn email_receiver(port: u16, to: &[&str]) -> (ReceiverConfig, EmailConfig) {
         username: None,
         password: None,
         subject: None,
+        ca_file: None,
         timeout: Duration::from_secs(10),
     };
     let receiver = ReceiverConfig {
@@ -302,4 +303,65 @@ async fn tls_is_never_downgraded_to_plain_text() {
         !sink.dir.path().join("msg-1.json").exists(),
         "nothing was delivered in plain text"
     );
+}
+
+/// A private CA and a certificate for 127.0.0.1 signed by it, as PEM files in `dir`:
+/// (ca.pem, cert.pem, key.pem).
+fn private_ca(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA");
+    let key = KeyPair::generate().expect("server key");
+    let params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .expect("server params");
+    let cert = params.signed_by(&key, &ca).expect("server certificate");
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).expect("write CA");
+    std::fs::write(&paths.1, cert.pem()).expect("write certificate");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("write key");
+    paths
+}
+
+#[tokio::test]
+async fn starttls_and_implicit_tls_deliver_to_a_server_with_a_private_ca() {
+    for (mode, tls) in [("starttls", SmtpTls::Starttls), ("implicit", SmtpTls::Tls)] {
+        let certs = tempfile::tempdir().expect("temp dir");
+        let (ca, cert, key) = private_ca(certs.path());
+        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+        let sink = start_sink(&["--cert", &cert, "--key", &key, "--tls", mode]).await;
+        let n = notification("oncall-mail", vec![disk_alert("db1", "00000000000000d1")]);
+
+        // Without the CA the certificate is refused: nothing is sent unverified.
+        let (mut receiver, mut email) = email_receiver(sink.port, &["oncall@example.com"]);
+        email.tls = tls;
+        email.timeout = Duration::from_secs(5);
+        receiver.email = Some(email.clone());
+        notify::build(&receiver)
+            .expect("email notifier")
+            .notify(&n)
+            .await
+            .expect_err("an unknown CA is refused");
+
+        // With it, the mail goes through encrypted.
+        email.ca_file = Some(ca);
+        receiver.email = Some(email);
+        notify::build(&receiver)
+            .expect("email notifier")
+            .notify(&n)
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: {e:?}"));
+        let msg = received(sink.dir.path(), 1).await;
+        assert_eq!(
+            msg["rcpt_tos"],
+            serde_json::json!(["oncall@example.com"]),
+            "{mode}"
+        );
+        drop(sink.peer);
+    }
 }

@@ -3,8 +3,8 @@
 //! (history plus model state).
 //!
 //! Run with `cargo bench -p presage-benches --bench model`. Besides criterion's figures it
-//! prints fits per core-hour and the memory per fitted series measured on a store of 200 series
-//! with 14 days of 5-minute history each, fitted and scored as the daemon does.
+//! prints the memory per fitted series, measured on a store of 10 series with 14 days of
+//! 5-minute history each, fitted and scored as the daemon does.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -114,7 +114,7 @@ fn scoring(c: &mut Criterion) {
 fn memory(_: &mut Criterion) {
     let step_ms = 300_000;
     let t0 = (1_700_000_000_000 - 30 * DAY_MS) / step_ms * step_ms;
-    let series = 200;
+    let series = 10;
     let (store, _) = fitted_store(series, 14, step_ms, t0);
     let m = store.memory();
     let per = |b: usize| b as f64 / m.series.max(1) as f64;

@@ -261,6 +261,10 @@ pub struct EmailConfig {
     /// Subject template; the default names the status, the alert and the series.
     #[serde(default)]
     pub subject: Option<String>,
+    /// A CA certificate (PEM) trusted for the server's certificate besides the system's roots,
+    /// for relays with a private CA (`starttls` and `tls` only).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Give up on one attempt after this long.
     #[serde(with = "humantime_serde", default = "default_timeout")]
     pub timeout: Duration,

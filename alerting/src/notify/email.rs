@@ -13,7 +13,7 @@ use std::time::Duration;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use presage_config::{EmailConfig, SmtpTls};
 
@@ -91,7 +91,21 @@ impl EmailNotifier {
         let tls = match config.tls {
             SmtpTls::None => Tls::None,
             SmtpTls::Starttls | SmtpTls::Tls => {
-                let params = TlsParameters::builder(host.clone())
+                let mut builder = TlsParameters::builder(host.clone());
+                if let Some(path) = &config.ca_file {
+                    let pem = std::fs::read(path).map_err(|e| {
+                        invalid(format!("cannot read ca_file {}: {e}", path.display()))
+                    })?;
+                    let cert = Certificate::from_pem(&pem).map_err(|e| {
+                        invalid(format!(
+                            "ca_file {} is not a PEM certificate: {}",
+                            path.display(),
+                            error_chain(&e)
+                        ))
+                    })?;
+                    builder = builder.add_root_certificate(cert);
+                }
+                let params = builder
                     .build_rustls()
                     .map_err(|e| invalid(format!("TLS setup: {}", error_chain(&e))))?;
                 if config.tls == SmtpTls::Tls {
@@ -499,6 +513,7 @@ mod tests {
             username: None,
             password: None,
             subject: None,
+            ca_file: None,
             timeout: Duration::from_secs(5),
         }
     }
