@@ -112,7 +112,7 @@ pub fn default_rules() -> Vec<RuleConfig> {
         r#"{__name__=~".+"}"#,
     );
     // Scores are calibrated against each series' own past: 0.5 is a step rarer than all but
-    // one in a thousand of its steps, 0.6 about one in a hundred thousand. With persistence
+    // one in a thousand of its steps, 0.6 about one in thirty thousand. With persistence
     // (outside the band for 3 of the last 5 steps) a single spike does not page.
     anomaly.min_score = Some(0.6);
     anomaly.persistent = Some(true);

@@ -4,7 +4,9 @@
 //! - every write or fit that scores steps produces `Step` signals — for the steps that stand out
 //!   (a score of at least [`NOTABLE_SCORE`], outside the band, persistent), for the next
 //!   [`FOLLOW_STEPS`] steps of such a series (so its rules see it calm down), and for every
-//!   series a `static` rule selects. Ordinary steps of ordinary series are not sent: a rule's
+//!   series a `static` rule selects. While a series is persistently outside its band, its
+//!   step's score is the highest of the excursion (`StepScore::excursion_score`): the
+//!   detector gives a burst one high score, persistence takes a few steps to establish. Ordinary steps of ordinary series are not sent: a rule's
 //!   condition clears when its series stops sending;
 //! - each time event time advances a step, an evaluation produces `Breach` signals (every
 //!   `breach` rule against the envelope trend of each series it selects), `Outlier` signals (every
@@ -58,8 +60,6 @@ struct State {
     onsets: Vec<(SeriesId, i64)>,
     /// Series some `static` rule selects (refreshed at each evaluation).
     static_ids: HashSet<SeriesId>,
-    /// Labels and model facts, per series, as last sent.
-    cache: HashMap<SeriesId, (Arc<LabelSet>, Arc<ModelFacts>)>,
 }
 
 /// Builds the signal stream.
@@ -111,6 +111,9 @@ impl SignalSource {
     /// `Step` signals for scored steps (see the module documentation for which).
     pub fn steps(&self, store: &Store, scores: &[(SeriesId, StepScore)]) -> Vec<Signal> {
         let mut out = Vec::new();
+        // Labels and model facts are read once per series and batch: a batch's steps share
+        // them, and the next batch sees the model as it is then.
+        let mut described: HashMap<SeriesId, (Arc<LabelSet>, Arc<ModelFacts>)> = HashMap::new();
         let mut state = self.state.lock();
         for (id, s) in scores {
             let notable = s.score >= NOTABLE_SCORE || s.direction != 0 || s.persistent;
@@ -128,7 +131,6 @@ impl SignalSource {
                 *left -= 1;
                 if *left == 0 {
                     state.follow.remove(id);
-                    state.cache.remove(id);
                 }
                 true
             } else {
@@ -137,8 +139,23 @@ impl SignalSource {
             if !send {
                 continue;
             }
-            let Some((series, model)) = Self::describe(&mut state, store, *id) else {
-                continue;
+            // A persistent excursion scores as its rarest step: the detector gives a burst one
+            // high score, while persistence takes a few steps to establish.
+            let score = if s.persistent {
+                s.excursion_score.max(s.score)
+            } else {
+                s.score
+            };
+            let (series, model) = match described.get(id) {
+                Some(d) => d.clone(),
+                None => {
+                    let Some(info) = store.info_of(*id) else {
+                        continue;
+                    };
+                    let d = facts_of(&info, self.step_ms);
+                    described.insert(*id, d.clone());
+                    d
+                }
             };
             out.push(Signal {
                 at_ms: s.slot_ms,
@@ -150,7 +167,7 @@ impl SignalSource {
                         lower: s.lower,
                         upper: s.upper,
                     }),
-                    score: s.score,
+                    score,
                     direction: s.direction,
                     persistent: s.persistent,
                     model,
@@ -160,27 +177,9 @@ impl SignalSource {
         out
     }
 
-    /// Labels and model facts of a series, cached while it keeps sending (refreshed when its
-    /// model changes).
-    fn describe(
-        state: &mut State,
-        store: &Store,
-        id: SeriesId,
-    ) -> Option<(Arc<LabelSet>, Arc<ModelFacts>)> {
-        if let Some((labels, facts)) = state.cache.get(&id) {
-            return Some((labels.clone(), facts.clone()));
-        }
-        let info = store.info_of(id)?;
-        let (labels, facts) = facts_of(&info, store.step_ms());
-        state.cache.insert(id, (labels.clone(), facts.clone()));
-        Some((labels, facts))
-    }
-
     /// Signals of the evaluation at event time `now_ms` (the newest scored step).
     pub fn evaluate(&self, store: &Store, now_ms: i64) -> Vec<Signal> {
         let mut out = Vec::new();
-        // The model of a series may have changed since its facts were cached.
-        self.state.lock().cache.clear();
         self.breaches(store, &mut out);
         self.outliers(store, now_ms, &mut out);
         self.statics(store, now_ms, &mut out);

@@ -91,6 +91,10 @@ pub struct StepScore {
     pub direction: i8,
     /// Outside the band for at least 3 of the last 5 steps.
     pub persistent: bool,
+    /// The highest score since the series last stepped inside its band (this step's score
+    /// when it is inside): what a persistent excursion pages with, since the quiet period
+    /// lowers the scores of a burst's later steps.
+    pub excursion_score: f64,
 }
 
 /// Bins of the per-view histogram of past statistics.
@@ -180,6 +184,8 @@ pub struct Scorer {
     quiet_left: u32,
     quiet_peak: f64,
     outside: u32,
+    /// Highest score since the series was last inside its band.
+    excursion_peak: f64,
 }
 
 impl Scorer {
@@ -241,6 +247,11 @@ impl Scorer {
             0
         };
         self.outside = ((self.outside << 1) | u32::from(direction != 0)) & ((1 << PERSIST_N) - 1);
+        self.excursion_peak = if direction == 0 {
+            score
+        } else {
+            self.excursion_peak.max(score)
+        };
         Some(StepScore {
             slot_ms,
             value,
@@ -251,6 +262,7 @@ impl Scorer {
             score,
             direction,
             persistent: self.outside.count_ones() >= PERSIST_K,
+            excursion_score: self.excursion_peak,
         })
     }
 

@@ -253,3 +253,38 @@ fn a_persistent_anomaly_gets_its_level_shift_dated() {
         "{shift:?}"
     );
 }
+
+#[test]
+fn a_persistent_excursion_scores_as_its_rarest_step() {
+    let store = store();
+    write(&store, &[(vec![("__name__", "latency")], vec![10.0; 40])]);
+    let id = crate::store::series_id(&[("__name__".to_string(), "latency".to_string())]);
+    let src = SignalSource::new(&[], STEP, 3_600_000);
+    let step = |i: i64, score: f64, persistent: bool| StepScore {
+        slot_ms: T0 + (40 + i) * STEP,
+        value: 50.0,
+        expected: 10.0,
+        lower: 8.0,
+        upper: 12.0,
+        deviation: 20.0,
+        score,
+        direction: 1,
+        persistent,
+        excursion_score: 0.7,
+    };
+    let scores = vec![
+        (id, step(0, 0.7, false)),
+        (id, step(1, 0.3, false)),
+        (id, step(2, 0.35, true)),
+    ];
+    let sent: Vec<f64> = src
+        .steps(&store, &scores)
+        .iter()
+        .map(|s| match s.body {
+            SignalBody::Step { score, .. } => score,
+            _ => f64::NAN,
+        })
+        .collect();
+    // Not yet persistent: each step's own score; persistent: the excursion's highest.
+    assert_eq!(sent, vec![0.7, 0.3, 0.7]);
+}
