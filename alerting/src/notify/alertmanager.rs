@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::{
     BoxFuture, BuildError, Notifier, NotifyError, annotations_with_explanation, http_client,
-    http_error, http_status_error, rfc3339,
+    rfc3339,
 };
 use crate::alert::{AlertState, Notification};
 
@@ -94,30 +94,12 @@ impl AlertmanagerNotifier {
     }
 
     async fn post(&self, endpoint: &str, body: Vec<u8>) -> Result<(), NotifyError> {
-        let what = format!("POST {endpoint}");
-        let attempt = async {
-            let response = self
-                .client
-                .post(endpoint)
-                .header(CONTENT_TYPE, "application/json")
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| http_error(&what, &e))?;
-            let status = response.status();
-            if status.is_success() {
-                return Ok(());
-            }
-            let text = response.text().await.unwrap_or_default();
-            Err(http_status_error(&what, status, &text))
-        };
-        match tokio::time::timeout(self.timeout + Duration::from_secs(1), attempt).await {
-            Ok(result) => result,
-            Err(_) => Err(NotifyError::retryable(format!(
-                "{what}: timed out after {:?}",
-                self.timeout
-            ))),
-        }
+        let request = self
+            .client
+            .post(endpoint)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        super::send(request, &format!("POST {endpoint}"), self.timeout).await
     }
 }
 

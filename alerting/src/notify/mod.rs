@@ -216,6 +216,45 @@ pub(crate) fn http_status_error(
     }
 }
 
+/// Most bytes of an error response's body read for the message: a receiver cannot make us
+/// buffer an unbounded body.
+const ERROR_BODY_LIMIT: usize = 4096;
+
+/// Sends `request` (a POST of `what`) and classifies the outcome. `timeout` bounds the whole
+/// exchange, a slow error body included.
+pub(crate) async fn send(
+    request: reqwest::RequestBuilder,
+    what: &str,
+    timeout: Duration,
+) -> Result<(), NotifyError> {
+    let attempt = async {
+        let mut response = request.send().await.map_err(|e| http_error(what, &e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let mut body = Vec::new();
+        while body.len() < ERROR_BODY_LIMIT {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        body.truncate(ERROR_BODY_LIMIT);
+        Err(http_status_error(
+            what,
+            status,
+            &String::from_utf8_lossy(&body),
+        ))
+    };
+    match tokio::time::timeout(timeout + Duration::from_secs(1), attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(NotifyError::retryable(format!(
+            "{what}: timed out after {timeout:?}"
+        ))),
+    }
+}
+
 /// An error with its causes, `outer: inner: innermost`.
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();

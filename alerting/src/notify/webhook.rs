@@ -17,7 +17,7 @@ use sha2::Sha256;
 use super::secret::{self, Secret};
 use super::{
     BoxFuture, BuildError, Notifier, NotifyError, ZERO_TIME, alert_status,
-    annotations_with_explanation, http_client, http_error, http_status_error, rfc3339,
+    annotations_with_explanation, http_client, rfc3339,
 };
 use crate::alert::Notification;
 
@@ -212,27 +212,8 @@ impl Notifier for WebhookNotifier {
                 );
             }
             let what = format!("POST {}", self.url);
-            let attempt = async {
-                let response = request
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| http_error(&what, &e))?;
-                let status = response.status();
-                if status.is_success() {
-                    return Ok(());
-                }
-                let text = response.text().await.unwrap_or_default();
-                Err(http_status_error(&what, status, &text))
-            };
-            // The client's timeout covers the request; this one also covers a slow body read.
-            match tokio::time::timeout(self.timeout + Duration::from_secs(1), attempt).await {
-                Ok(result) => result,
-                Err(_) => Err(NotifyError::retryable(format!(
-                    "{what}: timed out after {:?}",
-                    self.timeout
-                ))),
-            }
+            // The client's timeout covers the request; `send` also bounds a slow body read.
+            super::send(request.body(body), &what, self.timeout).await
         })
     }
 }

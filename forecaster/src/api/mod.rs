@@ -205,6 +205,8 @@ struct ForecastSeries {
 
 /// Refits (one per `model.refit_every` of history) at most spent on a series' past bands.
 const BAND_FITS: usize = 48;
+/// Most series one `/api/v1/forecast` answer may cover (each is refitted on request).
+const MAX_FORECAST_SERIES: usize = 100;
 /// Longest forward forecast one request may ask for, in steps.
 const MAX_HORIZON_STEPS: usize = 10_000;
 
@@ -235,6 +237,12 @@ async fn forecast(
         return Err(ApiError::bad_data("start must not be after end"));
     }
     let limit = limit(&params, DEFAULT_FORECAST_LIMIT)?;
+    // Each series costs up to BAND_FITS + 1 fits: bound the work one request can ask for.
+    if limit > MAX_FORECAST_SERIES {
+        return Err(ApiError::bad_data(format!(
+            "invalid limit `{limit}`: a forecast covers at most {MAX_FORECAST_SERIES} series"
+        )));
+    }
     let step_ms = app.store.step_ms();
     let steps_of = |d: std::time::Duration| {
         usize::try_from(d.as_millis() / step_ms.max(1) as u128)

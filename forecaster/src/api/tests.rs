@@ -127,6 +127,10 @@ async fn bad_queries_get_clear_errors() {
             "start must not be after end",
         ),
         (
+            "/api/v1/forecast?series=up&limit=5000",
+            "at most 100 series",
+        ),
+        (
             "/api/v1/series?match[]=%7Bjob%3D%22%22%7D",
             "non-empty matcher",
         ),
