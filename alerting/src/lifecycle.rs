@@ -155,6 +155,12 @@ pub struct Evaluator {
     shifts: HashMap<u64, (i64, ShiftFacts)>,
     last_eval_ms: Option<i64>,
     now_ms: i64,
+    /// The newest event time a condition was received for: event time is at least that, even
+    /// when the tick that says so is still on its way.
+    newest_ms: i64,
+    /// A condition arrived for a step the last evaluation had already passed (its steps
+    /// waited for a fit): evaluate again without waiting for event time to advance.
+    late: bool,
     refused: u64,
 }
 
@@ -186,6 +192,8 @@ impl Evaluator {
             shifts: HashMap::new(),
             last_eval_ms: None,
             now_ms: i64::MIN,
+            newest_ms: i64::MIN,
+            late: false,
             refused: 0,
         }
     }
@@ -211,6 +219,12 @@ impl Evaluator {
     /// The latest event time evaluated.
     pub fn now_ms(&self) -> i64 {
         self.now_ms
+    }
+
+    /// Whether conditions arrived for steps the last evaluation had already passed: they are
+    /// evaluated by the next [`Evaluator::evaluate`], whatever its event time.
+    pub fn has_late(&self) -> bool {
+        self.late
     }
 
     /// Pairs refused because `alerting.max_alerts` was reached.
@@ -251,6 +265,8 @@ impl Evaluator {
                 let Some(cond) = rule.evaluate(s) else {
                     continue;
                 };
+                self.newest_ms = self.newest_ms.max(cond.at_ms);
+                let late = self.last_eval_ms.is_some() && cond.at_ms <= self.now_ms;
                 match self.tracked.get_mut(&(ri, sid)) {
                     Some(t) => {
                         if cond.at_ms < t.cond.at_ms {
@@ -273,6 +289,7 @@ impl Evaluator {
                         t.cond = cond;
                         t.received_wall_ms = received_wall_ms;
                         t.dirty = true;
+                        self.late |= late;
                     }
                     None if cond.active => {
                         if self.tracked.len() >= self.settings.max_alerts {
@@ -297,6 +314,7 @@ impl Evaluator {
                             },
                         );
                         self.by_series.entry(sid).or_default().push(ri);
+                        self.late |= late;
                     }
                     None => {}
                 }
@@ -359,15 +377,20 @@ impl Evaluator {
         }
     }
 
-    /// Advances every alert to `now_ms` (event time). Skipped (and `ran` false) when less than
-    /// `eval_interval` passed since the last evaluation, or when time went backwards.
+    /// Advances every alert to `now_ms` (event time; at least the newest condition received).
+    /// Skipped (and `ran` false) when less than `eval_interval` passed since the last
+    /// evaluation, or when time went backwards — unless conditions arrived late.
     pub fn evaluate(&mut self, now_ms: i64) -> EvalOutcome {
         let mut out = EvalOutcome::default();
-        if let Some(last) = self.last_eval_ms
-            && (now_ms < last || now_ms - last < self.settings.eval_interval_ms)
-        {
-            return out;
+        // A tick can trail the conditions it follows: event time is at least the newest one.
+        let mut now_ms = now_ms.max(self.newest_ms);
+        if let Some(last) = self.last_eval_ms {
+            if !self.late && (now_ms < last || now_ms - last < self.settings.eval_interval_ms) {
+                return out;
+            }
+            now_ms = now_ms.max(last);
         }
+        self.late = false;
         out.ran = true;
         self.last_eval_ms = Some(now_ms);
         self.now_ms = now_ms;

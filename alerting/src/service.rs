@@ -535,6 +535,10 @@ impl Core {
                 let pending = self.shared.pending_tick.swap(i64::MIN, Ordering::AcqRel);
                 if pending != i64::MIN {
                     self.evaluate(pending);
+                } else if self.evaluator.has_late() {
+                    // Steps that waited for a fit arrive after event time moved past them,
+                    // and no tick may follow: evaluate them now.
+                    self.evaluate(self.evaluator.now_ms());
                 }
             }
             self.flush_due();

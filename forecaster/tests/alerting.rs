@@ -154,7 +154,7 @@ async fn replay(http: SocketAddr, series: &[Replayed]) {
 async fn settled(http: SocketAddr, steps: f64) {
     let client = client();
     eventually(
-        Duration::from_secs(120),
+        Duration::from_secs(300),
         "fits and scoring to finish",
         || {
             let client = client.clone();

@@ -212,3 +212,46 @@ fn a_condition_that_holds_only_between_two_evaluations_still_fires() {
     e.evaluate(T0 + 5 * MIN);
     assert_eq!(states(&e), vec![AlertState::Resolved]);
 }
+
+#[test]
+fn a_tick_that_trails_its_conditions_does_not_move_the_start_back() {
+    // The tick for an older event time is handled after newer conditions arrived: the alert
+    // starts at its condition, not at the tick's time.
+    let mut e = evaluator(
+        "[[rules]]\nname = \"Odd\"\nkind = \"anomaly\"\nmin_score = 0.6\npersistent = false\n",
+    );
+    let s = series(&[("__name__", "latency"), ("host", "a")]);
+    e.evaluate(T0);
+    e.ingest(&[anomalous_step(T0 + 60 * MIN, &s, 20.0, 0.95)], 0);
+    let out = e.evaluate(T0 + MIN);
+    assert_eq!(out.fired.len(), 1, "{out:?}");
+    let (a, _) = e.alert(&out.fired[0]).unwrap();
+    assert_eq!(a.active_since_ms, T0 + 60 * MIN);
+    assert_eq!(e.now_ms(), T0 + 60 * MIN);
+}
+
+#[test]
+fn conditions_for_steps_already_evaluated_are_evaluated_again() {
+    // A series' steps waited for a fit and arrive after event time moved on (and may stay the
+    // newest event time): they still raise their alert, at the current event time.
+    let mut e = evaluator(
+        "eval_interval = \"5m\"\n\
+         [[rules]]\nname = \"Odd\"\nkind = \"anomaly\"\nmin_score = 0.6\npersistent = false\n",
+    );
+    let (a, b) = (
+        series(&[("__name__", "latency"), ("host", "a")]),
+        series(&[("__name__", "latency"), ("host", "b")]),
+    );
+    e.ingest(&[normal_step(T0 + 10 * MIN, &a, 10.0)], 0);
+    assert!(e.evaluate(T0 + 10 * MIN).ran);
+    assert!(!e.has_late());
+    e.ingest(&[anomalous_step(T0 + 5 * MIN, &b, 20.0, 0.95)], 0);
+    assert!(e.has_late());
+    let out = e.evaluate(e.now_ms());
+    assert!(out.ran && !e.has_late());
+    assert_eq!(out.fired.len(), 1, "{out:?}");
+    let (alert, _) = e.alert(&out.fired[0]).unwrap();
+    assert_eq!(alert.active_since_ms, T0 + 5 * MIN);
+    // Without anything late, the interval applies again.
+    assert!(!e.evaluate(T0 + 11 * MIN).ran);
+}
