@@ -23,6 +23,8 @@ use crate::template::{self, TemplateContext, bytes, duration_secs, number, perce
 pub const DISK_GROWTH_DAYS: f64 = 7.0;
 /// The utilization one replica (or core) should stay under at the forecast peak.
 pub const CPU_TARGET_UTILIZATION: f64 = 0.7;
+/// How full a resized volume may be once it holds [`DISK_GROWTH_DAYS`] of growth.
+pub const DISK_TARGET_UTILIZATION: f64 = 0.9;
 
 /// The latest closed step of a series, for explanations.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -350,9 +352,10 @@ fn summary(input: &ExplainInput<'_>, unit: Unit) -> String {
         }
         RuleKind::Anomaly => {
             let side = match cond.direction {
+                _ if !cond.active => "back inside",
                 d if d > 0 => "above",
                 d if d < 0 => "below",
-                _ => "outside",
+                _ => "back inside",
             };
             match input.band() {
                 Some(b) => format!(
@@ -535,16 +538,20 @@ fn disk_suggestion(input: &ExplainInput<'_>, unit: Unit, mountpoint: &str) -> St
         s.push_str(&format!(" and will be full in {}", duration_secs(full)));
     }
     s.push_str(&format!(
-        ". Free space or grow the volume by at least {} ({} days of growth at this rate); \
-         look for large or fast-growing files (`du -xh --max-depth=2 {mountpoint}`), rotate \
-         and compress logs, prune old artifacts.",
-        match unit {
-            Unit::Ratio => format!(
-                "{} percentage points of its size",
-                number(growth_days * 100.0)
+        ". Free space or grow the volume {} ({} days of growth at this rate); look for large \
+         or fast-growing files (`du -xh --max-depth=2 {mountpoint}`), rotate and compress \
+         logs, prune old artifacts.",
+        match (unit, value) {
+            // A share of the volume: the size that holds what is used plus the growth, at
+            // most 90% full, relative to today's size.
+            (Unit::Ratio, Some(v)) => format!(
+                "to at least {}x its current size",
+                number(((v.max(0.0) + growth_days) / DISK_TARGET_UTILIZATION).max(1.0))
             ),
-            Unit::Bytes => bytes(growth_days),
-            Unit::Plain => number(growth_days),
+            (Unit::Ratio, None) =>
+                format!("by at least {}% of its size", number(growth_days * 100.0)),
+            (Unit::Bytes, _) => format!("by at least {}", bytes(growth_days)),
+            (Unit::Plain, _) => format!("by at least {}", number(growth_days)),
         },
         number(DISK_GROWTH_DAYS)
     ));

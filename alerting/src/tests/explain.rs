@@ -91,9 +91,11 @@ fn disk_fill_gives_growth_time_to_full_and_space_to_add() {
         "{}",
         ex.suggestion
     );
-    // 7 days × 24 h × 1 pp = 168 pp of the volume.
+    // 80% used plus 7 days × 24 h × 1% = 168% of today's size, at most 90% full:
+    // (0.8 + 1.68) / 0.9 = 2.756 times the size.
     assert!(
-        ex.suggestion.contains("168 percentage points"),
+        ex.suggestion
+            .contains("to at least 2.756x its current size"),
         "{}",
         ex.suggestion
     );
