@@ -556,7 +556,7 @@ fn is_label_name(name: &str) -> bool {
 }
 
 /// Checks that `url` is an absolute `http://` or `https://` URL with a host.
-fn check_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_url(url: &str) -> Result<(), String> {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))

@@ -28,6 +28,9 @@ pub struct ForecasterConfig {
     pub model: ModelConfig,
     /// How incoming data is translated into series.
     pub ingest: IngestConfig,
+    /// History pulled from Prometheus servers at start-up, in the background, so baselines are
+    /// fitted on weeks of data from the first minutes.
+    pub backfill: Vec<BackfillConfig>,
     /// Log pattern mining: templates per service, their line counts and new-pattern detection.
     pub logs: LogPatternsConfig,
     /// Alerting settings.
@@ -252,6 +255,163 @@ impl Default for LogPatternsConfig {
     }
 }
 
+/// One `[[backfill]]` source: at start-up the daemon lists the series its selectors match on a
+/// Prometheus server (`/api/v1/series`), pulls each one's history through `/api/v1/query_range`
+/// and stores it like remote_write data, while already serving. Series that receive live data
+/// before their history arrives keep only the live data (older samples are out of order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillConfig {
+    /// Base URL of the Prometheus server's HTTP API, `http://` or `https://`
+    /// (`http://prometheus:9090`; a path prefix such as `/prometheus` is kept) (required).
+    pub prometheus: String,
+    /// Series selectors (`node_filesystem_avail_bytes{fstype!="tmpfs"}`): one, or a list whose
+    /// matches are pulled once each (required).
+    #[serde(rename = "match", deserialize_with = "one_or_many")]
+    pub selectors: Vec<String>,
+    /// How much history is pulled, back from start-up. Defaults to `storage.retention`, which it
+    /// may not exceed (older samples would be refused).
+    #[serde(default, with = "humantime_serde")]
+    pub range: Option<Duration>,
+    /// Resolution of the pulled history (the `step` of `query_range`). Defaults to
+    /// `model.step`, which it may not exceed (coarser history leaves gaps between model steps).
+    #[serde(default, with = "humantime_serde")]
+    pub step: Option<Duration>,
+    /// Series pulled at once (1 to 64).
+    #[serde(default = "default_backfill_concurrency")]
+    pub concurrency: usize,
+}
+
+/// Series a backfill pulls at once unless told otherwise.
+pub const DEFAULT_BACKFILL_CONCURRENCY: usize = 4;
+
+fn default_backfill_concurrency() -> usize {
+    DEFAULT_BACKFILL_CONCURRENCY
+}
+
+impl BackfillConfig {
+    /// A source with every optional setting at its default.
+    pub fn new(prometheus: impl Into<String>, selectors: Vec<String>) -> Self {
+        Self {
+            prometheus: prometheus.into(),
+            selectors,
+            range: None,
+            step: None,
+            concurrency: DEFAULT_BACKFILL_CONCURRENCY,
+        }
+    }
+
+    /// The range in effect, given `storage.retention`.
+    pub fn effective_range(&self, retention: Duration) -> Duration {
+        self.range.unwrap_or(retention)
+    }
+
+    /// The step in effect, given `model.step`.
+    pub fn effective_step(&self, model_step: Duration) -> Duration {
+        self.step.unwrap_or(model_step)
+    }
+}
+
+/// Accepts `"selector"` as well as `["selector", …]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct OneOrMany;
+    impl<'de> serde::de::Visitor<'de> for OneOrMany {
+        type Value = Vec<String>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a series selector or a list of them")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(vec![v.to_string()])
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(s) = seq.next_element::<String>()? {
+                out.push(s);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(OneOrMany)
+}
+
+fn validate_backfill(cfg: &ForecasterConfig, p: &mut Vec<Problem>) {
+    let retention = cfg.storage.retention;
+    let model_step = cfg.model.step;
+    let show = |d: Duration| humantime::format_duration(d).to_string();
+    for (i, b) in cfg.backfill.iter().enumerate() {
+        let at = |field: &str| format!("backfill[{i}].{field}");
+        if let Err(e) = crate::agent::check_url(&b.prometheus) {
+            p.push(Problem::new(at("prometheus"), e));
+        } else if b.prometheus.contains(['?', '#']) {
+            p.push(Problem::new(
+                at("prometheus"),
+                format!(
+                    "`{}` must not have a query or fragment: API paths are appended to it",
+                    b.prometheus
+                ),
+            ));
+        }
+        if b.selectors.is_empty() {
+            p.push(Problem::new(at("match"), "must name at least one selector"));
+        }
+        for (j, sel) in b.selectors.iter().enumerate() {
+            if let Err(e) = check_selector(sel) {
+                p.push(Problem::new(format!("backfill[{i}].match[{j}]"), e));
+            }
+        }
+        let step = b.effective_step(model_step);
+        if let Some(s) = b.step {
+            if s < Duration::from_secs(1) {
+                p.push(Problem::new(
+                    at("step"),
+                    format!("must be at least 1s, got {}", show(s)),
+                ));
+            } else if s > model_step {
+                p.push(Problem::new(
+                    at("step"),
+                    format!(
+                        "must be at most model.step ({}): coarser history leaves gaps between the steps the model fits on",
+                        show(model_step)
+                    ),
+                ));
+            }
+        }
+        if let Some(r) = b.range {
+            if r < step {
+                p.push(Problem::new(
+                    at("range"),
+                    format!(
+                        "must cover at least one step ({}), got {}",
+                        show(step),
+                        show(r)
+                    ),
+                ));
+            } else if r > retention {
+                p.push(Problem::new(
+                    at("range"),
+                    format!(
+                        "{} is longer than storage.retention ({}): older samples would be refused",
+                        show(r),
+                        show(retention)
+                    ),
+                ));
+            }
+        }
+        if !(1..=64).contains(&b.concurrency) {
+            p.push(Problem::new(
+                at("concurrency"),
+                format!("must be between 1 and 64, got {}", b.concurrency),
+            ));
+        }
+    }
+}
+
 /// Checks that `text` is a PromQL series selector (`metric{label="v"}`).
 pub(crate) fn check_selector(text: &str) -> Result<(), String> {
     match promql_parser::parser::parse(text) {
@@ -270,6 +430,7 @@ impl Document for ForecasterConfig {
         "storage",
         "model",
         "ingest",
+        "backfill",
         "logs",
         "alerting",
         "rules",
@@ -286,6 +447,7 @@ impl Document for ForecasterConfig {
             storage: StorageConfig,
             model: ModelConfig,
             ingest: IngestConfig,
+            backfill: Vec<BackfillConfig>,
             logs: LogPatternsConfig,
             alerting: AlertingSettings,
             rules: Vec<RuleConfig>,
@@ -439,6 +601,7 @@ impl Document for ForecasterConfig {
         if logs.export_limit > 1_000_000 {
             p.push(Problem::new("logs.export_limit", "must be at most 1000000"));
         }
+        validate_backfill(self, &mut p);
         crate::alerting::validate_rules(&self.rules, &mut p);
         crate::alerting::validate_routing(
             &self.receivers,

@@ -31,8 +31,8 @@ pub use alerting::{
 };
 pub use error::{ConfigErrors, Error, Problem, Result};
 pub use forecaster::{
-    ForecasterConfig, IngestConfig, LimitsConfig, LogPatternsConfig, ModelConfig, ServerConfig,
-    StorageConfig,
+    BackfillConfig, DEFAULT_BACKFILL_CONCURRENCY, ForecasterConfig, IngestConfig, LimitsConfig,
+    LogPatternsConfig, ModelConfig, ServerConfig, StorageConfig,
 };
 pub use load::Document;
 pub use units::ByteSize;

@@ -288,3 +288,111 @@ fn logs_section_defaults_overrides_and_bounds() {
     assert_eq!(got.len(), 1, "{got:#?}");
     assert!(got[0].contains("warm_up"), "{}", got[0]);
 }
+
+#[test]
+fn backfill_sources_parse_with_defaults() {
+    let cfg = ForecasterConfig::from_toml(
+        r#"
+[[backfill]]
+prometheus = "http://prometheus:9090"
+match = 'node_filesystem_avail_bytes'
+range = "14d"
+
+[[backfill]]
+prometheus = "https://prom.example.com/prometheus"
+match = ['node_load1', 'up{job="node"}']
+range = "2d"
+step = "30s"
+concurrency = 8
+"#,
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(cfg.backfill.len(), 2);
+    let first = &cfg.backfill[0];
+    assert_eq!(first.prometheus, "http://prometheus:9090");
+    assert_eq!(first.selectors, vec!["node_filesystem_avail_bytes"]);
+    assert_eq!(first.range, Some(Duration::from_secs(14 * 86_400)));
+    assert_eq!(
+        first.effective_step(cfg.model.step),
+        Duration::from_secs(60)
+    );
+    assert_eq!(first.concurrency, DEFAULT_BACKFILL_CONCURRENCY);
+    let second = &cfg.backfill[1];
+    assert_eq!(second.selectors, vec!["node_load1", r#"up{job="node"}"#]);
+    assert_eq!(second.step, Some(Duration::from_secs(30)));
+    assert_eq!(second.concurrency, 8);
+
+    // Without a range, the whole retention window is pulled.
+    let cfg = ForecasterConfig::from_toml(
+        "[storage]\nretention = \"3d\"\n[[backfill]]\nprometheus = \"http://p:9090\"\nmatch = \"up\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.backfill[0].effective_range(cfg.storage.retention),
+        Duration::from_secs(3 * 86_400)
+    );
+}
+
+#[test]
+fn backfill_problems_are_located() {
+    let source = "\
+[[backfill]]
+prometheus = \"prometheus:9090\"
+match = ['up', 'rate(x[5m])']
+range = \"30d\"
+step = \"5m\"
+concurrency = 0
+";
+    let got = problems(source);
+    assert_eq!(
+        got,
+        vec![
+            "2:1: `backfill[0].prometheus`: `prometheus:9090` must start with http:// or https://"
+                .to_string(),
+            "3:16: `backfill[0].match[1]`: `rate(x[5m])` is not a series selector: expected `metric{label=\"value\"}`".to_string(),
+            "4:1: `backfill[0].range`: 30days is longer than storage.retention (14days): older samples would be refused".to_string(),
+            "5:1: `backfill[0].step`: must be at most model.step (1m): coarser history leaves gaps between the steps the model fits on".to_string(),
+            "6:1: `backfill[0].concurrency`: must be between 1 and 64, got 0".to_string(),
+        ]
+    );
+
+    let got = problems(
+        "[[backfill]]\nprometheus = \"http://p:9090/?x=1\"\nmatch = []\nrange = \"10s\"\n",
+    );
+    assert_eq!(got.len(), 3, "{got:#?}");
+    assert!(
+        got[0].starts_with("2:1: `backfill[0].prometheus`") && got[0].contains("query"),
+        "{}",
+        got[0]
+    );
+    assert!(
+        got[1].starts_with("3:1: `backfill[0].match`: must name at least one selector"),
+        "{}",
+        got[1]
+    );
+    assert!(
+        got[2].starts_with("4:1: `backfill[0].range`: must cover at least one step (1m)"),
+        "{}",
+        got[2]
+    );
+
+    // Strict shape: unknown keys, a missing URL, and a number where a selector goes.
+    let got =
+        problems("[[backfill]]\nprometheus = \"http://p:9090\"\nmatch = \"up\"\nranges = \"1d\"\n");
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(
+        got[0].starts_with("4:1: `backfill`: unknown field `ranges`"),
+        "{}",
+        got[0]
+    );
+    let got = problems("[[backfill]]\nmatch = \"up\"\n");
+    assert!(got[0].contains("missing field `prometheus`"), "{}", got[0]);
+    let got = problems("[[backfill]]\nprometheus = \"http://p:9090\"\nmatch = 5\n");
+    assert!(
+        got[0].starts_with("3:9: `backfill`:") && got[0].contains("a series selector or a list"),
+        "{}",
+        got[0]
+    );
+}

@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod app;
+pub mod backfill;
 pub mod backtest;
 pub mod demo;
 pub mod detect;

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use presage_config::{EXIT_INVALID_CONFIG, Error as ConfigError, ForecasterConfig};
 use presage_forecaster::app::Clock;
 use presage_forecaster::server::{Running, termination_signal};
-use presage_forecaster::{backtest, demo};
+use presage_forecaster::{backfill, backtest, demo};
 
 // Ingest allocates many small, short-lived strings (labels) on several threads; glibc's malloc
 // spent about half the daemon's CPU on them and held on to freed fit buffers. mimalloc roughly
@@ -101,6 +101,56 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         output_dir: Option<PathBuf>,
         /// Configuration whose `[model]` settings to use (the step is taken from each file).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Pull history from Prometheus into a running daemon, so its baselines are ready now.
+    ///
+    /// Lists the series the selectors match (`/api/v1/series`), pulls each one's history
+    /// through `/api/v1/query_range` in chunks of at most 10,000 steps, several series at once,
+    /// and posts it to the daemon's remote_write endpoint (`<--to>/api/v1/write`). Run it before
+    /// live data for the same series flows: a series keeps its newest data, and older samples
+    /// sent after it are refused as out of order. The range and step default to the daemon's
+    /// storage.retention and model.step. Exit status: 0 when every series was written, 1 when a
+    /// series failed, nothing matched, or Prometheus or the daemon could not be reached, 2 for
+    /// invalid arguments, 64 for an invalid --config.
+    #[command(
+        after_help = "Example: presage backfill --prometheus http://127.0.0.1:9090 --match 'node_load1' --match 'node_filesystem_avail_bytes{fstype!=\"tmpfs\"}' --range 14d"
+    )]
+    Backfill {
+        /// Base URL of the Prometheus server (`http://prometheus:9090`).
+        #[arg(
+            long,
+            value_name = "URL",
+            value_parser = backfill::parse_base_url,
+            required_unless_present = "config",
+            requires = "selectors"
+        )]
+        prometheus: Option<backfill::Url>,
+        /// Series selector (`node_load1{job="node"}`); repeat for more.
+        #[arg(long = "match", value_name = "SELECTOR", value_parser = backfill::parse_selector, requires = "prometheus")]
+        selectors: Vec<String>,
+        /// History pulled, back from now (`14d`). Default: the daemon's storage.retention.
+        #[arg(long, value_name = "DURATION", value_parser = backfill::parse_duration)]
+        range: Option<std::time::Duration>,
+        /// Resolution of the pulled history (`1m`). Default: the daemon's model.step.
+        #[arg(long, value_name = "DURATION", value_parser = backfill::parse_duration)]
+        step: Option<std::time::Duration>,
+        /// The daemon's HTTP address. Default: http://<server.http> of --config, else
+        /// http://127.0.0.1:9470.
+        #[arg(long, value_name = "URL", value_parser = backfill::parse_base_url)]
+        to: Option<backfill::Url>,
+        /// Series pulled at once (1 to 64).
+        #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+        concurrency: u16,
+        /// Retries of a request that timed out or failed with 408, 429 or 5xx.
+        #[arg(long, value_name = "N", default_value_t = backfill::DEFAULT_RETRIES)]
+        retries: u32,
+        /// How long one HTTP request may take.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = backfill::parse_duration)]
+        timeout: std::time::Duration,
+        /// The daemon's configuration: its server.http is the default --to, and without
+        /// --prometheus its [[backfill]] entries are pulled.
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
     },
@@ -219,6 +269,61 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("presage demo: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Backfill {
+            prometheus,
+            selectors,
+            range,
+            step,
+            to,
+            concurrency,
+            retries,
+            timeout,
+            config,
+        } => {
+            // Progress and the summary go to stderr; log events only when they matter.
+            let quiet = std::env::var_os("RUST_LOG").is_none();
+            init_tracing(cli.log.as_deref().or(quiet.then_some("warn")));
+            let file = match config.as_ref().map(|c| load_config(Some(c))).transpose() {
+                Ok(f) => f,
+                Err(code) => return code,
+            };
+            let entries = file
+                .as_ref()
+                .map(|f| f.backfill.clone())
+                .unwrap_or_default();
+            if prometheus.is_none() && entries.is_empty() {
+                eprintln!(
+                    "presage backfill: {} has no [[backfill]] entries; pass --prometheus and --match",
+                    config
+                        .as_ref()
+                        .map_or_else(String::new, |c| c.display().to_string())
+                );
+                return ExitCode::from(EXIT_INVALID_CONFIG as u8);
+            }
+            let to = backfill::target(to, file.as_ref());
+            let runtime = match runtime() {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            let cmd = backfill::Command {
+                source: prometheus.map(|url| (url, selectors)),
+                range,
+                step,
+                to,
+                concurrency: usize::from(concurrency),
+                retries,
+                timeout,
+                entries,
+            };
+            match runtime.block_on(backfill::command(cmd)) {
+                Ok(summaries) if backfill::report(&summaries) => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("presage backfill: {e:#}");
                     ExitCode::FAILURE
                 }
             }

@@ -212,6 +212,21 @@ impl Running {
             }
         });
 
+        // History from Prometheus (`[[backfill]]`), pulled in the background: the daemon
+        // serves meanwhile. The task then waits for shutdown like the listeners do.
+        if !app.config.backfill.is_empty() {
+            let backfill_app = app.clone();
+            let rx = signal.clone();
+            tasks.spawn(async move {
+                tokio::select! {
+                    () = crate::backfill::run_configured(backfill_app) => {}
+                    () = stopped(rx.clone()) => return Ok(()),
+                }
+                stopped(rx).await;
+                Ok(())
+            });
+        }
+
         app.set_ready(true);
         tracing::info!(%otlp_grpc, %otlp_http, %http, "Presage is serving");
         Ok(Self {

@@ -18,6 +18,8 @@ pub enum Protocol {
     OtlpHttp,
     /// Prometheus remote_write.
     RemoteWrite,
+    /// History pulled from Prometheus at start-up (`[[backfill]]`).
+    Backfill,
 }
 
 impl Protocol {
@@ -27,13 +29,15 @@ impl Protocol {
             Protocol::OtlpGrpc => "otlp_grpc",
             Protocol::OtlpHttp => "otlp_http",
             Protocol::RemoteWrite => "remote_write",
+            Protocol::Backfill => "backfill",
         }
     }
 
-    const ALL: [Protocol; 3] = [
+    const ALL: [Protocol; 4] = [
         Protocol::OtlpGrpc,
         Protocol::OtlpHttp,
         Protocol::RemoteWrite,
+        Protocol::Backfill,
     ];
 }
 
@@ -59,6 +63,8 @@ pub struct Telemetry {
     fit_duration: prometheus::Histogram,
     steps_scored: prometheus::IntCounter,
     anomalies: prometheus::IntCounter,
+    backfill_samples: prometheus::IntCounter,
+    backfill_series: IntGaugeVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -218,7 +224,25 @@ impl Telemetry {
             "presage_anomalies_total",
             "Scored steps with an anomaly score of at least 0.5.",
         );
+        let backfill_samples = counter(
+            "presage_backfill_samples_total",
+            "Samples pulled from Prometheus by the start-up backfill ([[backfill]]); what was stored or refused is in presage_samples_accepted_total and presage_samples_rejected_total with protocol=\"backfill\".",
+        );
+        let backfill_series = IntGaugeVec::new(
+            Opts::new(
+                "presage_backfill_series",
+                "Series of the start-up backfill by state: pending (found, history not yet pulled), done, failed.",
+            ),
+            &["state"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        register(&r, Box::new(backfill_series.clone()));
+        for state in ["pending", "done", "failed"] {
+            backfill_series.with_label_values(&[state]);
+        }
         Self {
+            backfill_samples,
+            backfill_series,
             fits_queued,
             fit_duration,
             steps_scored,
@@ -299,6 +323,35 @@ impl Telemetry {
     pub fn record_scores(&self, scored: usize, anomalous: usize) {
         self.steps_scored.inc_by(scored as u64);
         self.anomalies.inc_by(anomalous as u64);
+    }
+
+    /// Records series found by a start-up backfill, waiting for their history.
+    pub fn backfill_series_found(&self, n: usize) {
+        self.backfill_series
+            .with_label_values(&["pending"])
+            .add(to_i64(n));
+    }
+
+    /// Records a backfilled series that is finished, with or without its history.
+    pub fn backfill_series_finished(&self, failed: bool) {
+        self.backfill_series.with_label_values(&["pending"]).dec();
+        let state = if failed { "failed" } else { "done" };
+        self.backfill_series.with_label_values(&[state]).inc();
+    }
+
+    /// Records a backfill that gave up on series it had found (stopped, or Prometheus gone).
+    pub fn backfill_series_abandoned(&self, n: usize) {
+        self.backfill_series
+            .with_label_values(&["pending"])
+            .sub(to_i64(n));
+        self.backfill_series
+            .with_label_values(&["failed"])
+            .add(to_i64(n));
+    }
+
+    /// Records samples pulled by a start-up backfill.
+    pub fn backfill_samples(&self, n: u64) {
+        self.backfill_samples.inc_by(n);
     }
 
     /// Records a request refused as a whole.
