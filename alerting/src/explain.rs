@@ -293,7 +293,7 @@ impl Catalog {
         }
         if !input.related.is_empty() {
             sentences.push(format!(
-                "Also active on the same host or pod: {}.",
+                "Also on the same host or pod during this alert: {}.",
                 input.related.join("; ")
             ));
         }

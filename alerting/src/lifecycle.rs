@@ -37,6 +37,9 @@ const SHIFT_RETENTION_MS: i64 = 24 * 3600 * 1000;
 const MAX_SHIFTS: usize = 10_000;
 /// Most related alerts listed in an explanation.
 const MAX_RELATED: usize = 5;
+/// Alerts at the same host or pod are related when their active times overlap or lie at most
+/// this far apart (event time).
+const CORRELATION_WINDOW_MS: i64 = 10 * 60_000;
 /// Labels that say which host or pod a series is on.
 pub const LOCATION_LABELS: [&str; 3] = ["host_name", "instance", "k8s_pod_name"];
 
@@ -103,6 +106,10 @@ struct Tracked {
     step: Option<StepFacts>,
     forecast_peak: Option<f64>,
     alert: Option<Alert>,
+    /// Other alerts seen at the same host or pod while this one was active (fingerprint and
+    /// latest summary), at most [`MAX_RELATED`]: the story stays whole even when one of them
+    /// resolved before this alert's notification went out.
+    related: Vec<(String, String)>,
     /// Wall time the signal that made the alert fire was received, until its first delivery.
     cause_wall_ms: Option<i64>,
     dirty: bool,
@@ -307,6 +314,7 @@ impl Evaluator {
                                 step: None,
                                 forecast_peak: None,
                                 alert: None,
+                                related: Vec::new(),
                                 cause_wall_ms: None,
                                 dirty: true,
                                 held: true,
@@ -512,6 +520,7 @@ impl Evaluator {
             generator_url,
         };
         t.alert = Some(alert);
+        t.related.clear();
         t.dirty = true;
         t.cause_wall_ms = fires.then_some(t.received_wall_ms);
         self.by_fp.insert(fingerprint.clone(), key);
@@ -539,24 +548,29 @@ impl Evaluator {
     }
 
     fn refresh_explanations(&mut self) {
-        // Who is active where: location label value → (fingerprint, alertname: summary).
-        let mut at: HashMap<(&'static str, String), Vec<(String, String)>> = HashMap::new();
+        // Who was active where and when: location label value → (fingerprint, first and last
+        // active event time, "alertname since …: summary"). Resolved alerts count while they
+        // are kept: a log pattern that cleared a minute before a latency anomaly started on
+        // the same host is part of its story however the evaluations fell.
+        type Seen = (String, i64, i64, String);
+        let mut at: HashMap<(&'static str, String), Vec<Seen>> = HashMap::new();
         for t in self.tracked.values() {
             let Some(a) = &t.alert else { continue };
-            if a.state == AlertState::Resolved {
-                continue;
-            }
             let name = a.labels.get("alertname").map_or("", String::as_str);
+            let since = crate::template::timestamp(a.active_since_ms);
             let summary = if a.explanation.summary.is_empty() {
-                name.to_string()
+                format!("{name} since {since}")
             } else {
-                format!("{name}: {}", a.explanation.summary)
+                format!("{name} since {since}: {}", a.explanation.summary)
             };
             for l in LOCATION_LABELS {
                 if let Some(v) = t.series.get(l) {
-                    at.entry((l, v.clone()))
-                        .or_default()
-                        .push((a.fingerprint.clone(), summary.clone()));
+                    at.entry((l, v.clone())).or_default().push((
+                        a.fingerprint.clone(),
+                        a.active_since_ms,
+                        a.last_seen_ms,
+                        summary.clone(),
+                    ));
                 }
             }
         }
@@ -565,20 +579,26 @@ impl Evaluator {
             if a.state == AlertState::Resolved && !t.dirty {
                 continue;
             }
-            let mut related: Vec<String> = Vec::new();
             for l in LOCATION_LABELS {
                 if let Some(v) = t.series.get(l)
                     && let Some(list) = at.get(&(l, v.clone()))
                 {
-                    for (fp, s) in list {
-                        if *fp != a.fingerprint && !related.contains(s) {
-                            related.push(s.clone());
+                    for (fp, since, last, s) in list {
+                        let overlaps = *since <= a.last_seen_ms + CORRELATION_WINDOW_MS
+                            && a.active_since_ms <= *last + CORRELATION_WINDOW_MS;
+                        if *fp == a.fingerprint || !overlaps {
+                            continue;
+                        }
+                        if let Some(seen) = t.related.iter_mut().find(|(f, _)| f == fp) {
+                            seen.1.clone_from(s);
+                        } else if t.related.len() < MAX_RELATED {
+                            t.related.push((fp.clone(), s.clone()));
                         }
                     }
                 }
             }
+            let mut related: Vec<String> = t.related.iter().map(|(_, s)| s.clone()).collect();
             related.sort();
-            related.truncate(MAX_RELATED);
             if !t.dirty && related == a.explanation.related {
                 continue;
             }
@@ -676,6 +696,7 @@ impl Evaluator {
                     step: s.step,
                     forecast_peak: None,
                     alert: Some(s.alert),
+                    related: Vec::new(),
                     cause_wall_ms: None,
                     dirty: false,
                     held: false,

@@ -19,8 +19,13 @@ use crate::signal::{Band, Eta, Signal, SignalBody};
 pub const DEFAULT_ANOMALY_MIN_SCORE: f64 = 0.7;
 /// Default lowest score for outlier rules.
 pub const DEFAULT_OUTLIER_MIN_SCORE: f64 = 0.5;
-/// Rate score of a log pattern that counts as anomalous for `log_pattern` rules.
-pub const LOG_RATE_MIN_SCORE: f64 = 0.9;
+/// Rate score of a log pattern at which the built-in rate rule alerts (as for series: about
+/// one step in thirty thousand; the forecaster only scores rates above their band for a few
+/// steps, so a single busy minute does not page).
+pub const LOG_RATE_MIN_SCORE: f64 = 0.6;
+/// The forecaster's per-template line count series: log-pattern rules watch their rates with
+/// the template attached, so the generic anomaly rule leaves them alone.
+pub const LOG_LINES_METRIC: &str = "presage_log_pattern_lines";
 
 /// Names of the built-in rules.
 pub mod builtin {
@@ -36,6 +41,8 @@ pub mod builtin {
     pub const SERIES_ANOMALOUS: &str = "SeriesAnomalous";
     /// A log template at WARN or above seen for the first time after the service's warm-up.
     pub const NEW_ERROR_LOG_PATTERN: &str = "NewErrorLogPattern";
+    /// The line rate of a WARN-or-above log template far above its baseline.
+    pub const LOG_PATTERN_RATE_ANOMALOUS: &str = "LogPatternRateAnomalous";
 }
 
 fn rule(name: &str, kind: RuleKind, select: &str) -> RuleConfig {
@@ -109,7 +116,7 @@ pub fn default_rules() -> Vec<RuleConfig> {
     let mut anomaly = rule(
         builtin::SERIES_ANOMALOUS,
         RuleKind::Anomaly,
-        r#"{__name__=~".+"}"#,
+        &format!(r#"{{__name__=~".+",__name__!="{LOG_LINES_METRIC}"}}"#),
     );
     // Scores are calibrated against each series' own past: 0.5 is a step rarer than all but
     // one in a thousand of its steps, 0.6 about one in thirty thousand. With persistence
@@ -126,7 +133,17 @@ pub fn default_rules() -> Vec<RuleConfig> {
     new_log.severity = Some(Severity::Warn);
     new_log.new_pattern = Some(true);
 
-    vec![disk, node_disk, memory, cpu, anomaly, new_log]
+    // Rates come from the per-template line count series' baselines (ready models only).
+    let mut log_rate = rule(
+        builtin::LOG_PATTERN_RATE_ANOMALOUS,
+        RuleKind::LogPattern,
+        r#"{service=~".+"}"#,
+    );
+    log_rate.severity = Some(Severity::Warn);
+    log_rate.new_pattern = Some(false);
+    log_rate.min_score = Some(LOG_RATE_MIN_SCORE);
+
+    vec![disk, node_disk, memory, cpu, anomaly, new_log, log_rate]
 }
 
 /// The rules in effect: the configured ones, plus the built-in ones (unless
@@ -329,7 +346,8 @@ impl Rule {
                 let min = c.severity.unwrap_or_default();
                 let sev_ok = parse_severity(severity).is_some_and(|s| s >= min);
                 let new_counts = *new && c.new_pattern.unwrap_or(true);
-                cond.active = sev_ok && (new_counts || *rate_score >= LOG_RATE_MIN_SCORE);
+                let rate_counts = !*new && c.min_score.is_some_and(|m| *rate_score >= m);
+                cond.active = sev_ok && (new_counts || rate_counts);
                 cond.log = Some(LogFacts {
                     service: service.clone(),
                     template_id: template_id.clone(),

@@ -165,8 +165,9 @@ pub struct RuleConfig {
     /// default `p50`).
     #[serde(default)]
     pub quantile: Option<EtaQuantile>,
-    /// Lowest calibrated score that counts (`anomaly`, `outlier`; between 0 and 1, default 0.7
-    /// for anomaly rules and 0.5 for outlier rules).
+    /// Lowest calibrated score that counts (`anomaly`, `outlier`, `log_pattern`; between 0 and
+    /// 1, default 0.7 for anomaly rules and 0.5 for outlier rules). For `log_pattern` it is the
+    /// score of a template's line rate above its band; unset, rates do not alert.
     #[serde(default)]
     pub min_score: Option<f64>,
     /// Require the series to be outside its band for 3 of the last 5 steps, so a single spike
@@ -495,12 +496,23 @@ pub(crate) fn validate_rules(rules: &[RuleConfig], p: &mut Vec<Problem>) {
         );
         not_for("horizon", r.horizon.is_some(), &[Breach]);
         not_for("quantile", r.quantile.is_some(), &[Breach]);
-        not_for("min_score", r.min_score.is_some(), &[Anomaly, Outlier]);
+        not_for(
+            "min_score",
+            r.min_score.is_some(),
+            &[Anomaly, Outlier, LogPattern],
+        );
         not_for("persistent", r.persistent.is_some(), &[Anomaly]);
         not_for("algorithm", r.algorithm.is_some(), &[Outlier]);
         not_for("peer_labels", r.peer_labels.is_some(), &[Outlier]);
         not_for("severity", r.severity.is_some(), &[LogPattern]);
         not_for("new_pattern", r.new_pattern.is_some(), &[LogPattern]);
+        if kind == LogPattern && r.new_pattern == Some(false) && r.min_score.is_none() {
+            p.push(Problem::new(
+                at("new_pattern"),
+                "with `new_pattern = false` and no `min_score` the rule alerts on nothing: \
+                 set `min_score` to alert on anomalous line rates",
+            ));
+        }
         match (kind, r.threshold) {
             (Breach | Static, None) => p.push(Problem::new(
                 at("threshold"),

@@ -204,7 +204,9 @@ impl App {
             return;
         }
         if let Some(handle) = self.alerting.get() {
-            let steps = self.signals.steps(&self.store, &out.scores);
+            let mut steps = self.signals.steps(&self.store, &out.scores);
+            let rates = self.log_patterns.rate_signals(&steps);
+            steps.extend(rates);
             if !steps.is_empty() {
                 // Never block ingest on alerting: a full queue drops the batch and counts it.
                 handle.try_send(steps);

@@ -256,6 +256,65 @@ impl LogPatterns {
         points
     }
 
+    /// Log-pattern signals for the scored steps of line count series among `steps`: the
+    /// template's rate, scored by its baseline like any series. `rate_score` is the step's
+    /// score when the rate is above the band of a ready model persistently (3 of the last 5
+    /// steps), 0 otherwise (a template going quiet is not an error; one busy step is not an
+    /// incident); conditions then clear as the count returns into its band. Steps of templates the
+    /// miner no longer has are skipped.
+    pub fn rate_signals(&self, steps: &[Signal]) -> Vec<Signal> {
+        let mut out = Vec::new();
+        let mut inner = None;
+        for s in steps {
+            let SignalBody::Step {
+                score,
+                direction,
+                persistent,
+                model,
+                ..
+            } = &s.body
+            else {
+                continue;
+            };
+            if s.series.get(METRIC_NAME_LABEL).map(String::as_str) != Some(LINES_METRIC) {
+                continue;
+            }
+            let (Some(id), Some(severity)) = (
+                s.series
+                    .get("template_id")
+                    .and_then(|t| t.parse::<TemplateId>().ok()),
+                s.series.get("severity"),
+            ) else {
+                continue;
+            };
+            let inner = inner.get_or_insert_with(|| self.inner.lock());
+            let Some(info) = inner.miner.get(id) else {
+                continue;
+            };
+            let mut series = (*s.series).clone();
+            series.remove(METRIC_NAME_LABEL);
+            out.push(Signal {
+                at_ms: s.at_ms,
+                series: Arc::new(series),
+                body: SignalBody::LogPattern {
+                    service: info.service.to_string(),
+                    template_id: id.to_string(),
+                    template: info.template.to_string(),
+                    severity: severity.clone(),
+                    first_seen_ms: info.first_seen_ms,
+                    samples: info.samples.into_iter().map(|x| x.line).collect(),
+                    new: false,
+                    rate_score: if *direction > 0 && *persistent && model.readiness == "ready" {
+                        *score
+                    } else {
+                        0.0
+                    },
+                },
+            });
+        }
+        out
+    }
+
     /// Templates of `service` (all services when `None`), the busiest first, at most `limit`.
     pub fn templates(&self, service: Option<&str>, limit: usize) -> Vec<TemplateInfo> {
         let inner = self.inner.lock();

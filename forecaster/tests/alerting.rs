@@ -395,3 +395,178 @@ async fn a_normal_week_of_daily_cycles_gives_no_alert() {
     assert!(hook.alerts().is_empty(), "{:#?}", hook.alerts());
     running.shutdown().await.expect("clean shutdown");
 }
+
+/// One OTLP/HTTP JSON logs export of `records` `(ms, severity text, severity number, body)`
+/// from the `checkout` service on host `web-1`.
+fn checkout_logs(records: &[(i64, &str, i32, String)]) -> String {
+    let records: Vec<Value> = records
+        .iter()
+        .map(|(ts, text, number, body)| {
+            serde_json::json!({
+                "timeUnixNano": (*ts as i128 * 1_000_000).to_string(),
+                "severityText": text,
+                "severityNumber": number,
+                "body": { "stringValue": body },
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "resourceLogs": [{
+            "resource": { "attributes": [
+                { "key": "service.name", "value": { "stringValue": "checkout" } },
+                { "key": "host.name", "value": { "stringValue": "web-1" } },
+            ]},
+            "scopeLogs": [{ "logRecords": records }],
+        }]
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_burst_and_the_latency_it_causes_tell_one_story() {
+    let hook = hook().await;
+    let running = daemon(&hook).await;
+    let (http, otlp) = (running.http, running.otlp_http);
+    let client = client();
+
+    // Three days of the checkout service on web-1: a warning template at one to three lines a
+    // minute and a p99 latency with a daily cycle. On the third afternoon an incident: the
+    // warning bursts to 40 lines a minute for 15 minutes, a new error pattern appears, and
+    // latency leaves its band a minute later.
+    let day = 1440;
+    let n = 3 * day;
+    let incident = 2 * day + 900;
+    let t0 = start_of_replay(n);
+    let at = |i: usize| t0 + i as i64 * STEP_MS;
+    let burst = incident..incident + 15;
+    let slow = incident + 2..incident + 17;
+    let latency = |i: usize| {
+        let daily = (i as f64 * std::f64::consts::TAU / day as f64).sin();
+        let spike = if slow.contains(&i) { 0.6 } else { 0.0 };
+        0.2 + 0.05 * daily + 0.01 * noise(i, 5) + spike
+    };
+    let warn_lines = |i: usize| {
+        if burst.contains(&i) {
+            40
+        } else {
+            1 + (noise(i, 6) + 0.5).mul_add(2.99, 0.0) as usize
+        }
+    };
+    let error_at = at(incident + 1) + 7_000;
+    let error_line = |k: usize| format!("payment gateway returned 503 for order {}", 90_000 + k);
+    let metric = labels(&[
+        ("__name__", "http_server_latency_p99_seconds"),
+        ("host_name", "web-1"),
+        ("service_name", "checkout"),
+    ]);
+    for from in (0..n).step_by(240) {
+        let to = (from + 240).min(n);
+        // Logs first, then the metric of the same minutes.
+        let mut records = Vec::new();
+        for i in from..to {
+            for k in 0..warn_lines(i) {
+                records.push((
+                    at(i) + 1_000 + k as i64 * 1_000,
+                    "WARN",
+                    13,
+                    format!(
+                        "upstream 10.0.{}.{} timed out after {}ms (attempt {})",
+                        i % 7,
+                        k % 250,
+                        900 + (i * 7 + k) % 300,
+                        1 + k % 3
+                    ),
+                ));
+            }
+            if (incident + 1..incident + 4).contains(&i) {
+                let ts = if i == incident + 1 {
+                    error_at
+                } else {
+                    at(i) + 7_000
+                };
+                records.push((ts, "ERROR", 17, error_line(i)));
+            }
+        }
+        records.sort_by_key(|r| r.0);
+        let res = client
+            .post(format!("http://{otlp}/v1/logs"))
+            .header("content-type", "application/json")
+            .body(checkout_logs(&records))
+            .send()
+            .await
+            .expect("logs export");
+        assert!(res.status().is_success(), "{}", res.status());
+        let points: Vec<(i64, f64)> = (from..to).map(|i| (at(i), latency(i))).collect();
+        replay(http, &[(metric.clone(), points)]).await;
+    }
+    settled(http, 2.0 * (n - 40) as f64).await;
+
+    // The burst of a known warning template is an anomaly of its rate, with the template.
+    let alerts = eventually(Duration::from_secs(30), "the three alerts", || async {
+        let alerts = api_alerts(http).await;
+        let has = |name: &str| alerts.iter().any(|a| a["labels"]["alertname"] == name);
+        (has("LogPatternRateAnomalous") && has("NewErrorLogPattern") && has("SeriesAnomalous"))
+            .then_some(alerts)
+    })
+    .await;
+    let named = |name: &str| -> Vec<&Value> {
+        alerts
+            .iter()
+            .filter(|a| a["labels"]["alertname"] == name)
+            .collect()
+    };
+    let rate = named("LogPatternRateAnomalous");
+    assert_eq!(rate.len(), 1, "{rate:#?}");
+    assert_eq!(rate[0]["labels"]["service"], "checkout");
+    assert_eq!(rate[0]["labels"]["host_name"], "web-1");
+    let text = rate[0].to_string();
+    assert!(
+        text.contains("Unusual rate of warn log pattern in checkout")
+            && text.contains("timed out after"),
+        "{:#}",
+        rate[0]
+    );
+    let since = rate[0]["active_since_ms"]
+        .as_i64()
+        .expect("active_since_ms");
+    assert!(
+        at(burst.start) <= since && since < at(burst.end),
+        "the rate alert starts at {since}, the burst at {}..{}",
+        at(burst.start),
+        at(burst.end)
+    );
+    let error = named("NewErrorLogPattern");
+    assert_eq!(error.len(), 1, "{error:#?}");
+    assert_eq!(error[0]["labels"]["host_name"], "web-1");
+    assert_eq!(error[0]["active_since_ms"], error_at);
+
+    // Latency on the same host tells both: the notification about it names the log alerts
+    // and when they started.
+    let error_since =
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(error_at as u64))
+            .to_string();
+    let story = eventually(Duration::from_secs(30), "the latency notification", || {
+        let found = hook
+            .received
+            .lock()
+            .iter()
+            .flat_map(|p| p["alerts"].as_array().cloned().unwrap_or_default())
+            .find(|a| {
+                a["labels"]["alertname"] == "SeriesAnomalous"
+                    && a["labels"]["__name__"].is_null()
+                    && a["labels"]["metric"] == "http_server_latency_p99_seconds"
+                    && a["annotations"]
+                        .to_string()
+                        .contains("on the same host or pod during this alert")
+            });
+        async move { found }
+    })
+    .await;
+    let annotations = story["annotations"].to_string();
+    assert!(
+        annotations.contains(&format!("NewErrorLogPattern since {error_since}"))
+            && annotations.contains("LogPatternRateAnomalous since"),
+        "{story:#}"
+    );
+    running.shutdown().await.expect("clean shutdown");
+}

@@ -364,12 +364,16 @@ fn related_alerts_on_the_same_host_are_listed() {
         "{:?}",
         disk_alert.explanation.related
     );
-    assert!(disk_alert.explanation.related[0].starts_with("HighLoad: "));
+    assert!(
+        disk_alert.explanation.related[0].starts_with("HighLoad since 20"),
+        "{:?}",
+        disk_alert.explanation.related
+    );
     assert!(
         disk_alert
             .explanation
             .text
-            .contains("Also active on the same host or pod")
+            .contains("Also on the same host or pod during this alert")
     );
     let other = by_name("web-2", "HighLoad");
     assert!(other.explanation.related.is_empty());

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use presage_config::RuleKind;
 
 use super::*;
-use crate::rules::{self, Rule, builtin};
+use crate::rules::{self, LOG_LINES_METRIC, Rule, builtin};
 use crate::signal::{Signal, SignalBody};
 
 fn compiled(toml: &str) -> Vec<Rule> {
@@ -242,19 +242,69 @@ pub(crate) fn log_signal(severity: &str, new: bool, rate_score: f64) -> Signal {
 
 #[test]
 fn log_pattern_rules_need_severity_and_novelty_or_rate() {
+    // New patterns only: rates do not alert without `min_score`.
     let r = only("[[rules]]\nname = \"L\"\nkind = \"log_pattern\"\nseverity = \"error\"\n");
     assert_eq!(r.kind(), RuleKind::LogPattern);
     assert_eq!(active(&r, &log_signal("error", true, 0.0)), Some(true));
     assert_eq!(active(&r, &log_signal("warn", true, 0.0)), Some(false));
-    assert_eq!(active(&r, &log_signal("fatal", false, 0.95)), Some(true));
-    assert_eq!(active(&r, &log_signal("error", false, 0.5)), Some(false));
-    let no_new = only(
-        "[[rules]]\nname = \"L\"\nkind = \"log_pattern\"\nseverity = \"error\"\nnew_pattern = false\n",
+    assert_eq!(active(&r, &log_signal("fatal", false, 0.95)), Some(false));
+    // New patterns and rates.
+    let both = only(
+        "[[rules]]\nname = \"L\"\nkind = \"log_pattern\"\nseverity = \"error\"\nmin_score = 0.6\n",
     );
-    assert_eq!(
-        active(&no_new, &log_signal("error", true, 0.0)),
-        Some(false)
+    assert_eq!(active(&both, &log_signal("error", true, 0.0)), Some(true));
+    assert_eq!(active(&both, &log_signal("fatal", false, 0.95)), Some(true));
+    assert_eq!(active(&both, &log_signal("error", false, 0.5)), Some(false));
+    assert_eq!(active(&both, &log_signal("warn", false, 0.95)), Some(false));
+    // Rates only.
+    let rates = only(
+        "[[rules]]\nname = \"L\"\nkind = \"log_pattern\"\nseverity = \"error\"\nnew_pattern = false\nmin_score = 0.6\n",
     );
+    assert_eq!(active(&rates, &log_signal("error", true, 0.0)), Some(false));
+    assert_eq!(active(&rates, &log_signal("error", false, 0.7)), Some(true));
+}
+
+#[test]
+fn a_log_pattern_rule_that_alerts_on_nothing_is_refused() {
+    let err = presage_config::ForecasterConfig::from_toml(
+        "[[rules]]\nname = \"L\"\nkind = \"log_pattern\"\nnew_pattern = false\n",
+        "rules.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("new_pattern") && err.contains("min_score"),
+        "{err}"
+    );
+}
+
+#[test]
+fn builtin_rate_rule_reads_persistent_rates_and_the_generic_rule_leaves_line_counts_alone() {
+    let rules = compiled("");
+    let rate = rules
+        .iter()
+        .find(|r| r.name() == builtin::LOG_PATTERN_RATE_ANOMALOUS)
+        .expect("built-in log rate rule");
+    let mut s = log_signal("error", false, 0.7);
+    s.series = series(&[("service", "checkout"), ("template_id", "t1")]);
+    assert_eq!(active(rate, &s), Some(true));
+    let new = Signal {
+        body: log_signal("error", true, 0.0).body,
+        ..s.clone()
+    };
+    assert_eq!(active(rate, &new), Some(false));
+    let generic = rules
+        .iter()
+        .find(|r| r.name() == builtin::SERIES_ANOMALOUS)
+        .expect("built-in anomaly rule");
+    let mut step = anomalous_step(T0, &series(&[("__name__", "latency")]), 20.0, 0.95);
+    assert!(generic.evaluate(&step).is_some());
+    step.series = series(&[
+        ("__name__", LOG_LINES_METRIC),
+        ("service", "checkout"),
+        ("template_id", "t1"),
+    ]);
+    assert_eq!(generic.evaluate(&step).map(|c| c.active), None);
 }
 
 #[test]
