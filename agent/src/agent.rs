@@ -29,6 +29,14 @@ const CHANNEL_CAPACITY: usize = 64;
 /// How long the exporter keeps delivering after a shutdown request before it spools the rest.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// The token of a token file: its first line that is neither blank nor a `#` comment, trimmed
+/// (the forecaster's token files list one token per line, so one can be shared as is).
+fn first_token(text: &str) -> Option<&str> {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+}
+
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -108,12 +116,17 @@ pub async fn start_with_env(
         );
     }
     let token = match &a.token_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path).map_err(|source| Error::Token {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Token {
                 path: path.display().to_string(),
                 source,
-            })?,
-        ),
+            })?;
+            let token = first_token(&text).ok_or_else(|| Error::Token {
+                path: path.display().to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, "it holds no token"),
+            })?;
+            Some(token.to_string())
+        }
         None => None,
     };
     let transport = Transport::new(a, token.as_deref()).map_err(Error::Export)?;
@@ -410,5 +423,20 @@ pub async fn termination_signal() {
     tokio::select! {
         () = ctrl_c => tracing::info!("SIGINT received, shutting down"),
         () = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_token;
+
+    #[test]
+    fn the_first_token_of_a_token_file_is_sent() {
+        assert_eq!(first_token("s3cret-token\n"), Some("s3cret-token"));
+        assert_eq!(
+            first_token("# rotated in May\n\n  new-token \r\nold-token\n"),
+            Some("new-token")
+        );
+        assert_eq!(first_token("\n# nothing\n  \n"), None);
     }
 }

@@ -47,6 +47,143 @@ pub struct ForecasterConfig {
     pub inhibit: Vec<InhibitConfig>,
     /// Extra remediation suggestions, tried before the built-in catalog.
     pub remediations: Vec<RemediationConfig>,
+    /// Bearer tokens required by the listeners. Absent: nothing is authenticated.
+    pub auth: AuthConfig,
+}
+
+/// Bearer-token authentication. Tokens are read from files or environment variables, never
+/// written inline; the file and the variable hold one token per line (several tokens allow
+/// rotation; blank lines and lines starting with `#` are ignored). A kind with neither setting is
+/// not authenticated.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// File holding the tokens that may send data: remote_write (`POST /api/v1/write`),
+    /// OTLP/HTTP and OTLP/gRPC.
+    pub ingest_token_file: Option<PathBuf>,
+    /// Environment variable holding the ingest tokens (instead of `ingest_token_file`).
+    pub ingest_token_env: Option<String>,
+    /// File holding the tokens that may read the API (`/api/…` except remote_write).
+    pub api_token_file: Option<PathBuf>,
+    /// Environment variable holding the API tokens (instead of `api_token_file`).
+    pub api_token_env: Option<String>,
+}
+
+/// Shortest token accepted, in characters.
+pub const MIN_TOKEN_LENGTH: usize = 16;
+
+/// Which listeners a token opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// remote_write, OTLP/HTTP and OTLP/gRPC.
+    Ingest,
+    /// The read API (`/api/…` except remote_write).
+    Api,
+}
+
+impl TokenKind {
+    /// `ingest` or `api`, as in the key names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Ingest => "ingest",
+            TokenKind::Api => "api",
+        }
+    }
+}
+
+impl AuthConfig {
+    /// The file and the variable configured for `kind`.
+    fn sources(&self, kind: TokenKind) -> (Option<&PathBuf>, Option<&String>) {
+        match kind {
+            TokenKind::Ingest => (
+                self.ingest_token_file.as_ref(),
+                self.ingest_token_env.as_ref(),
+            ),
+            TokenKind::Api => (self.api_token_file.as_ref(), self.api_token_env.as_ref()),
+        }
+    }
+
+    /// Whether tokens of `kind` are required.
+    pub fn requires(&self, kind: TokenKind) -> bool {
+        let (file, env) = self.sources(kind);
+        file.is_some() || env.is_some()
+    }
+
+    /// Reads the tokens of `kind`: empty when none is configured. The error names the source
+    /// and what is wrong with it, never a token.
+    pub fn read_tokens(&self, kind: TokenKind) -> Result<Vec<String>, String> {
+        let (text, from) = match self.sources(kind) {
+            (None, None) => return Ok(Vec::new()),
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "set `{0}_token_file` or `{0}_token_env`, not both",
+                    kind.as_str()
+                ));
+            }
+            (Some(path), None) => {
+                if path.as_os_str().is_empty() {
+                    return Err("must not be empty".to_string());
+                }
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                (text, format!("{}", path.display()))
+            }
+            (None, Some(var)) => {
+                if var.is_empty() {
+                    return Err("must not be empty".to_string());
+                }
+                let text = std::env::var(var).map_err(|_| {
+                    format!("environment variable `{var}` is not set (or not valid UTF-8)")
+                })?;
+                (text, format!("environment variable `{var}`"))
+            }
+        };
+        parse_tokens(&text).map_err(|e| format!("{from}: {e}"))
+    }
+}
+
+/// Tokens of a token file: one per line, surrounding whitespace trimmed, blank lines and `#`
+/// comments skipped. Errors never quote a token.
+fn parse_tokens(text: &str) -> Result<Vec<String>, String> {
+    let mut tokens = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let token = line.trim();
+        if token.is_empty() || token.starts_with('#') {
+            continue;
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "line {}: a token may only hold visible ASCII characters (no spaces)",
+                i + 1
+            ));
+        }
+        if token.chars().count() < MIN_TOKEN_LENGTH {
+            return Err(format!(
+                "line {}: a token must be at least {MIN_TOKEN_LENGTH} characters long",
+                i + 1
+            ));
+        }
+        tokens.push(token.to_string());
+    }
+    if tokens.is_empty() {
+        return Err("holds no token".to_string());
+    }
+    Ok(tokens)
+}
+
+fn validate_auth(auth: &AuthConfig, p: &mut Vec<Problem>) {
+    for kind in [TokenKind::Ingest, TokenKind::Api] {
+        if let Err(e) = auth.read_tokens(kind) {
+            let key = match auth.sources(kind) {
+                (_, Some(_)) => "env",
+                _ => "file",
+            };
+            p.push(Problem::new(
+                format!("auth.{}_token_{key}", kind.as_str()),
+                e,
+            ));
+        }
+    }
 }
 
 /// Listen addresses. The defaults bind loopback only: expose them deliberately.
@@ -438,6 +575,7 @@ impl Document for ForecasterConfig {
         "routes",
         "inhibit",
         "remediations",
+        "auth",
     ];
 
     fn check_section(source: &str, name: &str) -> Result<(), toml::de::Error> {
@@ -455,6 +593,7 @@ impl Document for ForecasterConfig {
             routes: Vec<RouteConfig>,
             inhibit: Vec<InhibitConfig>,
             remediations: Vec<RemediationConfig>,
+            auth: AuthConfig,
         })
     }
 
@@ -602,6 +741,7 @@ impl Document for ForecasterConfig {
             p.push(Problem::new("logs.export_limit", "must be at most 1000000"));
         }
         validate_backfill(self, &mut p);
+        validate_auth(&self.auth, &mut p);
         crate::alerting::validate_rules(&self.rules, &mut p);
         crate::alerting::validate_routing(
             &self.receivers,

@@ -31,8 +31,9 @@ pub use alerting::{
 };
 pub use error::{ConfigErrors, Error, Problem, Result};
 pub use forecaster::{
-    BackfillConfig, DEFAULT_BACKFILL_CONCURRENCY, ForecasterConfig, IngestConfig, LimitsConfig,
-    LogPatternsConfig, ModelConfig, ServerConfig, StorageConfig,
+    AuthConfig, BackfillConfig, DEFAULT_BACKFILL_CONCURRENCY, ForecasterConfig, IngestConfig,
+    LimitsConfig, LogPatternsConfig, MIN_TOKEN_LENGTH, ModelConfig, ServerConfig, StorageConfig,
+    TokenKind,
 };
 pub use load::Document;
 pub use units::ByteSize;

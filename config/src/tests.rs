@@ -396,3 +396,106 @@ concurrency = 0
         got[0]
     );
 }
+
+/// A file in a fresh directory under the system's temp dir, for token files.
+fn token_file(name: &str, contents: &str) -> std::path::PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("presage-config-auth-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("token");
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+#[test]
+fn auth_tokens_are_read_from_files_one_per_line() {
+    let ingest = token_file(
+        "ingest",
+        "# rotated 2024-05-01\n0123456789abcdef-new\n\n  0123456789abcdef-old  \r\n",
+    );
+    let api = token_file("api", "api-token-0123456789\n");
+    let source = format!(
+        "[auth]\ningest_token_file = {:?}\napi_token_file = {:?}\n",
+        ingest.display().to_string(),
+        api.display().to_string()
+    );
+    let cfg = ForecasterConfig::from_toml(&source, "t.toml").unwrap();
+    assert!(cfg.auth.requires(TokenKind::Ingest));
+    assert_eq!(
+        cfg.auth.read_tokens(TokenKind::Ingest).unwrap(),
+        ["0123456789abcdef-new", "0123456789abcdef-old"]
+    );
+    assert_eq!(
+        cfg.auth.read_tokens(TokenKind::Api).unwrap(),
+        ["api-token-0123456789"]
+    );
+
+    let none = ForecasterConfig::from_toml("", "t.toml").unwrap();
+    assert!(!none.auth.requires(TokenKind::Ingest) && !none.auth.requires(TokenKind::Api));
+    assert!(none.auth.read_tokens(TokenKind::Api).unwrap().is_empty());
+}
+
+#[test]
+fn bad_token_sources_are_located_errors_that_never_quote_a_token() {
+    let empty = token_file("empty", "\n# nothing yet\n");
+    let short = token_file("short", "tiny-secret\n");
+    let spaced = token_file("spaced", "a token with spaces in it\n");
+    let missing = std::env::temp_dir().join("presage-config-auth-no-such-dir/token");
+    let source = format!(
+        "[server]\nhttp = \"127.0.0.1:9470\"\n\n[auth]\ningest_token_file = {:?}\napi_token_file = {:?}\n",
+        empty.display().to_string(),
+        missing.display().to_string(),
+    );
+    let got = problems(&source);
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert!(
+        got[0].starts_with("5:1: `auth.ingest_token_file`: ") && got[0].ends_with("holds no token"),
+        "{}",
+        got[0]
+    );
+    assert!(
+        got[1].starts_with("6:1: `auth.api_token_file`: cannot read "),
+        "{}",
+        got[1]
+    );
+
+    let source = format!(
+        "[auth]\ningest_token_file = {:?}\napi_token_file = {:?}\n",
+        short.display().to_string(),
+        spaced.display().to_string(),
+    );
+    let got = problems(&source);
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert!(got[0].contains("line 1: a token must be at least 16 characters"));
+    assert!(got[1].contains("line 1: a token may only hold visible ASCII"));
+    for p in &got {
+        assert!(
+            !p.contains("tiny-secret") && !p.contains("spaces in it"),
+            "{p}"
+        );
+    }
+
+    let got = problems(
+        "[auth]\napi_token_env = \"PRESAGE_TEST_NO_SUCH_VARIABLE_42\"\ningest_token_env = \"\"\n",
+    );
+    assert_eq!(
+        got,
+        [
+            "2:1: `auth.api_token_env`: environment variable `PRESAGE_TEST_NO_SUCH_VARIABLE_42` is not set (or not valid UTF-8)",
+            "3:1: `auth.ingest_token_env`: must not be empty",
+        ]
+    );
+
+    let both = format!(
+        "[auth]\ningest_token_file = {:?}\ningest_token_env = \"X\"\n",
+        short.display().to_string()
+    );
+    assert_eq!(
+        problems(&both),
+        ["3:1: `auth.ingest_token_env`: set `ingest_token_file` or `ingest_token_env`, not both"]
+    );
+    assert!(
+        problems("[auth]\ntoken = \"inline\"\n")[0].contains("unknown field `token`"),
+        "inline tokens are refused"
+    );
+}

@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod backfill;
 pub mod backtest;
 pub mod demo;
@@ -25,6 +26,7 @@ pub mod detect;
 pub mod ingest;
 pub mod logpatterns;
 pub mod model;
+pub mod redact;
 pub mod server;
 pub mod signals;
 pub mod store;

@@ -12,9 +12,11 @@ use presage_config::ForecasterConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::api;
 use crate::app::{App, ChartSource, Clock};
+use crate::auth::{self, Auth, GrpcAuth};
 use crate::ingest::otlp_grpc::OtlpGrpc;
 use crate::ingest::otlp_http;
 
@@ -68,6 +70,8 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 impl Running {
     /// Binds every listener (port 0 picks a free port) and starts serving.
     pub async fn start(config: ForecasterConfig, clock: Clock) -> anyhow::Result<Self> {
+        // Tokens first: a daemon that cannot read them must not serve unauthenticated.
+        let auth = Arc::new(Auth::from_config(&config.auth).map_err(|e| anyhow::anyhow!(e))?);
         let grpc_listener = bind(config.server.otlp_grpc, "OTLP/gRPC (server.otlp_grpc)").await?;
         let otlp_http_listener =
             bind(config.server.otlp_http, "OTLP/HTTP (server.otlp_http)").await?;
@@ -90,7 +94,14 @@ impl Running {
             }
         };
 
-        let api_router = api::with_latency_metrics(api::router(app.clone()), app.clone(), "http");
+        let api_router = auth::guard_http(
+            api::router(app.clone()),
+            auth.clone(),
+            app.clone(),
+            auth::LISTENER_HTTP,
+            auth::http_path_kind,
+        );
+        let api_router = api::with_latency_metrics(api_router, app.clone(), "http");
         let rx = signal.clone();
         tasks.spawn(async move {
             axum::serve(http_listener, api_router)
@@ -99,8 +110,14 @@ impl Running {
                 .context("HTTP API server failed")
         });
 
-        let otlp_router =
-            api::with_latency_metrics(otlp_http::router(app.clone()), app.clone(), "otlp_http");
+        let otlp_router = auth::guard_http(
+            otlp_http::router(app.clone()),
+            auth.clone(),
+            app.clone(),
+            auth::LISTENER_OTLP_HTTP,
+            auth::otlp_http_path_kind,
+        );
+        let otlp_router = api::with_latency_metrics(otlp_router, app.clone(), "otlp_http");
         let rx = signal.clone();
         tasks.spawn(async move {
             axum::serve(otlp_http_listener, otlp_router)
@@ -110,11 +127,15 @@ impl Running {
         });
 
         let grpc = OtlpGrpc::new(app.clone());
+        let grpc_auth = GrpcAuth::new(auth.clone(), app.clone());
         let rx = signal.clone();
         tasks.spawn(async move {
             tonic::transport::Server::builder()
-                .add_service(grpc.metrics_server())
-                .add_service(grpc.logs_server())
+                .add_service(InterceptedService::new(
+                    grpc.metrics_server(),
+                    grpc_auth.clone(),
+                ))
+                .add_service(InterceptedService::new(grpc.logs_server(), grpc_auth))
                 .serve_with_incoming_shutdown(
                     tonic::transport::server::TcpIncoming::from(grpc_listener),
                     stopped(rx),
@@ -228,7 +249,13 @@ impl Running {
         }
 
         app.set_ready(true);
-        tracing::info!(%otlp_grpc, %otlp_http, %http, "Presage is serving");
+        tracing::info!(
+            %otlp_grpc,
+            %otlp_http,
+            %http,
+            ?auth,
+            "Presage is serving"
+        );
         Ok(Self {
             alerting,
             app,

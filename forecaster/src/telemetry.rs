@@ -65,6 +65,7 @@ pub struct Telemetry {
     anomalies: prometheus::IntCounter,
     backfill_samples: prometheus::IntCounter,
     backfill_series: IntGaugeVec,
+    auth_failures: IntCounterVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -240,7 +241,19 @@ impl Telemetry {
         for state in ["pending", "done", "failed"] {
             backfill_series.with_label_values(&[state]);
         }
+        let auth_failures = counter_vec(
+            &r,
+            "presage_auth_failures_total",
+            "Requests refused for a missing or invalid bearer token ([auth]), by listener and reason.",
+            &["listener", "reason"],
+        );
+        for listener in ["http", "otlp_http", "otlp_grpc"] {
+            for reason in ["missing", "invalid"] {
+                auth_failures.with_label_values(&[listener, reason]);
+            }
+        }
         Self {
+            auth_failures,
             backfill_samples,
             backfill_series,
             fits_queued,
@@ -358,6 +371,13 @@ impl Telemetry {
     pub fn record_request_rejected(&self, protocol: Protocol, reason: RejectReason) {
         self.requests_rejected
             .with_label_values(&[protocol.as_str(), reason.as_str()])
+            .inc();
+    }
+
+    /// Records a request refused by authentication (`reason`: `missing` or `invalid`).
+    pub fn record_auth_failure(&self, listener: &str, reason: &str) {
+        self.auth_failures
+            .with_label_values(&[listener, reason])
             .inc();
     }
 

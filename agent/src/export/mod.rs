@@ -115,6 +115,8 @@ pub(crate) struct Exporter {
     backoff: Backoff,
     grace: Duration,
     failing_since: Option<Instant>,
+    /// The forecaster refused the token since the last accepted batch (logged once).
+    unauthorized: bool,
 }
 
 impl Exporter {
@@ -135,6 +137,7 @@ impl Exporter {
             backoff,
             grace,
             failing_since: None,
+            unauthorized: false,
         };
         me.gauges();
         me
@@ -264,6 +267,17 @@ impl Exporter {
             };
             let batch = head.batch();
             let outcome = self.transport.send(batch.signal, &batch.payload).await;
+            if let Outcome::Unauthorized(msg, _) = &outcome
+                && !self.unauthorized
+            {
+                self.unauthorized = true;
+                tracing::error!(
+                    error = %msg,
+                    "the forecaster refused the agent's token: set agent.token_file to a file \
+                     holding one of the forecaster's auth.ingest_token_file tokens; data is \
+                     spooled and retried with backoff"
+                );
+            }
             match outcome {
                 Outcome::Accepted { rejected, message } => {
                     let counters = self.tel.signal(batch.signal);
@@ -287,6 +301,7 @@ impl Exporter {
                         );
                     }
                     self.backoff.reset();
+                    self.unauthorized = false;
                     self.done(head);
                 }
                 Outcome::Refused(msg) => {
@@ -296,7 +311,7 @@ impl Exporter {
                     // The lines are not re-read: retrying cannot succeed.
                     self.done(head);
                 }
-                Outcome::Retry(msg, after) => {
+                Outcome::Retry(msg, after) | Outcome::Unauthorized(msg, after) => {
                     self.tel.retries.add(1);
                     if self.failing_since.is_none() {
                         self.failing_since = Some(Instant::now());

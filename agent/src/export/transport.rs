@@ -1,8 +1,9 @@
 //! Sending one serialized OTLP request: gRPC through tonic's client (with a pass-through codec,
 //! so spooled bytes go out as they are), or OTLP/HTTP with protobuf bodies. Every answer is
 //! classified as accepted (possibly partially), retryable, or refused for good, following the
-//! OTLP specification — except that authentication failures are retried: a wrong token is a
-//! configuration problem on one side, and the spool keeps the data until it is fixed.
+//! OTLP specification — except that authentication failures are retried (with backoff, after a
+//! clear error in the log): a wrong token is a configuration problem on one side, and the spool
+//! keeps the data until it is fixed.
 
 use std::io::Write;
 use std::marker::PhantomData;
@@ -39,6 +40,9 @@ pub(crate) enum Outcome {
     Retry(String, Option<Duration>),
     /// Refused for good (malformed, too large): retrying cannot help.
     Refused(String),
+    /// The token was missing or refused (HTTP 401/403, gRPC `UNAUTHENTICATED` or
+    /// `PERMISSION_DENIED`): retried like [`Outcome::Retry`], after an error naming the setting.
+    Unauthorized(String, Option<Duration>),
 }
 
 /// Passes already-serialized requests through and decodes the response.
@@ -88,15 +92,14 @@ impl<R: Message + Default + Send + 'static> Codec for RawCodec<R> {
 pub(crate) fn classify_grpc(status: &Status) -> Outcome {
     let msg = format!("{:?}: {}", status.code(), status.message());
     match status.code() {
+        Code::Unauthenticated | Code::PermissionDenied => Outcome::Unauthorized(msg, None),
         Code::Cancelled
         | Code::DeadlineExceeded
         | Code::ResourceExhausted
         | Code::Aborted
         | Code::OutOfRange
         | Code::Unavailable
-        | Code::DataLoss
-        | Code::Unauthenticated
-        | Code::PermissionDenied => Outcome::Retry(msg, None),
+        | Code::DataLoss => Outcome::Retry(msg, None),
         _ => Outcome::Refused(msg),
     }
 }
@@ -110,7 +113,8 @@ pub(crate) fn classify_http(
     let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
     let msg = format!("HTTP {status}: {}", text.trim());
     match status.as_u16() {
-        429 | 502 | 503 | 504 | 401 | 403 | 408 => Outcome::Retry(msg, retry_after),
+        401 | 403 => Outcome::Unauthorized(msg, retry_after),
+        429 | 502 | 503 | 504 | 408 => Outcome::Retry(msg, retry_after),
         _ => Outcome::Refused(msg),
     }
 }
@@ -361,9 +365,17 @@ mod tests {
             Code::Unavailable,
             Code::ResourceExhausted,
             Code::DeadlineExceeded,
-            Code::Unauthenticated,
         ] {
             assert!(retry(c), "{c:?}");
+        }
+        for c in [Code::Unauthenticated, Code::PermissionDenied] {
+            assert!(
+                matches!(
+                    classify_grpc(&Status::new(c, "x")),
+                    Outcome::Unauthorized(..)
+                ),
+                "{c:?}"
+            );
         }
         for c in [
             Code::InvalidArgument,
@@ -396,6 +408,10 @@ mod tests {
         assert!(matches!(
             classify_http(StatusCode::BAD_REQUEST, None, b"bad"),
             Outcome::Refused(_)
+        ));
+        assert!(matches!(
+            classify_http(StatusCode::UNAUTHORIZED, None, b""),
+            Outcome::Unauthorized(..)
         ));
         assert!(matches!(
             classify_http(StatusCode::PAYLOAD_TOO_LARGE, None, b""),

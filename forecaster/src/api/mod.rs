@@ -362,7 +362,7 @@ async fn status(State(app): State<Arc<App>>) -> Response {
         "log_streams": app.logs.stream_count(),
         "memory": memory,
         "bytes_per_series_excluding_history": memory.bytes_per_series_excluding_history(),
-        "config": &app.config,
+        "config": crate::redact::redacted_config(&app.config),
     }))
 }
 
