@@ -8,6 +8,7 @@ mod error;
 mod logs;
 #[cfg(test)]
 mod tests;
+mod ui;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,7 +41,8 @@ const MAX_LIMIT: usize = 10_000;
 /// The router of the main HTTP listener.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
-        .route("/", get(index))
+        .route("/", get(ui::index))
+        .route("/ui/{file}", get(ui::asset))
         .route("/api/v1/series", get(series))
         .route("/api/v1/forecast", get(forecast))
         .route("/api/v1/logs", get(logs))
@@ -142,28 +144,6 @@ fn selectors(params: &Params, name: &str) -> Result<Vec<Selector>, ApiError> {
 
 fn success<T: Serialize>(data: T) -> Response {
     Json(json!({ "status": "success", "data": data })).into_response()
-}
-
-async fn index() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        concat!(
-            "Presage ",
-            env!("CARGO_PKG_VERSION"),
-            "\n\n",
-            "GET  /api/v1/series?match[]=<selector>\n",
-            "GET  /api/v1/forecast?series=<selector>[&start=..&end=..&horizon=6h&limit=..]\n",
-            "GET  /api/v1/logs?match[]=<selector>[&limit=..]\n",
-            "GET  /api/v1/log-patterns[?service=..&limit=..]\n",
-            "GET  /api/v1/anomalies[?since=..&min_score=..&limit=..]\n",
-            "GET  /api/v1/alerts\n",
-            "GET|POST /api/v1/silences, GET|DELETE /api/v1/silences/<id>\n",
-            "GET  /api/v1/status\n",
-            "POST /api/v1/write        (Prometheus remote_write)\n",
-            "GET  /metrics\n",
-            "GET  /-/healthy, /-/ready\n",
-        ),
-    )
 }
 
 async fn series(
