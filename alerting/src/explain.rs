@@ -559,13 +559,22 @@ fn disk_suggestion(input: &ExplainInput<'_>, unit: Unit, mountpoint: &str) -> St
 }
 
 fn cpu_suggestion(input: &ExplainInput<'_>) -> String {
-    // An `idle` share counts the other way: busy = 1 - idle.
+    // An `idle` share counts the other way: busy = 1 - idle. A `…percent` series is on a 0–100
+    // scale, the others (OpenTelemetry's utilization) on 0–1.
     let idle = input.series.get("state").is_some_and(|s| s == "idle");
-    let busy = |v: f64| if idle { (1.0 - v).clamp(0.0, 1.0) } else { v };
+    let scale = if input.metric().contains("percent") {
+        0.01
+    } else {
+        1.0
+    };
+    let busy = |v: f64| {
+        let v = v * scale;
+        if idle { (1.0 - v).clamp(0.0, 1.0) } else { v }
+    };
     let current = input.value().map(busy);
     let peak = match (input.forecast_peak, input.band()) {
         (Some(p), _) => Some(busy(p)),
-        (None, Some(b)) => Some(if idle { busy(b.lower) } else { b.upper }),
+        (None, Some(b)) => Some(busy(if idle { b.lower } else { b.upper })),
         (None, None) => current,
     };
     let peak = match (peak, current) {

@@ -161,6 +161,17 @@ fn cpu_saturation_suggests_replicas_from_the_forecast_peak() {
         "{}",
         alerts[0].explanation.suggestion
     );
+    // A percent series: a peak of 83 is 83% of a core → ceil(0.83 / 0.7) = 2.
+    let percent = series(&[("__name__", "app_cpu_percent"), ("host_name", "a")]);
+    let ctx: Arc<dyn ModelContext> = Arc::new(FixedForecast { peak: 83.0 });
+    let toml = "[alerting]\ndefault_rules = false\n[[rules]]\nname = \"Cpu\"\nkind = \"static\"\n\
+                select = 'app_cpu_percent'\nthreshold = 60\n";
+    let alerts = fire(toml, Some(ctx), &[normal_step(T0, &percent, 70.0)]);
+    let sug = &alerts[0].explanation.suggestion;
+    assert!(
+        sug.contains("83% of one replica's CPU: run 2 replicas"),
+        "{sug}"
+    );
 }
 
 #[test]
