@@ -150,27 +150,6 @@ async fn replay(http: SocketAddr, series: &[Replayed]) {
     }
 }
 
-/// Waits until every queued fit has run and at least `steps` steps were scored.
-async fn settled(http: SocketAddr, steps: f64) {
-    let client = client();
-    eventually(
-        Duration::from_secs(300),
-        "fits and scoring to finish",
-        || {
-            let client = client.clone();
-            async move {
-                let text = metrics_text(&client, http).await?;
-                let metric = |name: &str| sample_value(&text, &format!("{name} "));
-                let queued = metric("presage_fits_queued_total")?;
-                let done = metric("presage_fit_duration_seconds_count")?;
-                let scored = metric("presage_steps_scored_total")?;
-                (queued == done && scored >= steps).then_some(())
-            }
-        },
-    )
-    .await;
-}
-
 async fn api_alerts(http: SocketAddr) -> Vec<Value> {
     get_json(&client(), &format!("http://{http}/api/v1/alerts"))
         .await

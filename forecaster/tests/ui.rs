@@ -87,27 +87,6 @@ async fn replay(http: SocketAddr, series: &[Replayed], t0: i64, n: usize) {
     }
 }
 
-/// Waits until every queued fit has run and at least `steps` steps were scored.
-async fn settled(http: SocketAddr, steps: f64) {
-    let client = client();
-    eventually(
-        Duration::from_secs(180),
-        "fits and scoring to finish",
-        || {
-            let client = client.clone();
-            async move {
-                let text = metrics_text(&client, http).await?;
-                let metric = |name: &str| sample_value(&text, &format!("{name} "));
-                let queued = metric("presage_fits_queued_total")?;
-                let done = metric("presage_fit_duration_seconds_count")?;
-                let scored = metric("presage_steps_scored_total")?;
-                (queued == done && scored >= steps).then_some(())
-            }
-        },
-    )
-    .await;
-}
-
 /// The target directory the tests were built in (`CARGO_TARGET_DIR` when set).
 fn target_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {

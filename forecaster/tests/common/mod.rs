@@ -211,3 +211,25 @@ pub fn urlencode(s: &str) -> String {
     }
     out
 }
+
+/// Waits until every queued fit has run and at least `steps` steps were scored (a replay has
+/// been taken in whole).
+pub async fn settled(http: std::net::SocketAddr, steps: f64) {
+    let client = client();
+    eventually(
+        Duration::from_secs(300),
+        "fits and scoring to finish",
+        || {
+            let client = client.clone();
+            async move {
+                let text = metrics_text(&client, http).await?;
+                let metric = |name: &str| sample_value(&text, &format!("{name} "));
+                let queued = metric("presage_fits_queued_total")?;
+                let done = metric("presage_fit_duration_seconds_count")?;
+                let scored = metric("presage_steps_scored_total")?;
+                (queued == done && scored >= steps).then_some(())
+            }
+        },
+    )
+    .await;
+}
