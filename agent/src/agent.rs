@@ -184,8 +184,10 @@ pub async fn start_with_env(
             .parse()
             .map_err(|e| Error::Invalid(format!("scrape[{idx}].url: {e}")))?;
         if uri.scheme_str() == Some("https") && scrape_tls.is_none() {
-            scrape_tls =
-                Some(tls_config(a.tls_ca_file.as_deref(), &[b"http/1.1"]).map_err(Error::Invalid)?);
+            scrape_tls = Some(
+                tls_config(a.tls_ca_file.as_deref(), None, &[b"http/1.1"])
+                    .map_err(Error::Invalid)?,
+            );
         }
         let job = target
             .job

@@ -78,11 +78,16 @@ pub(crate) type TlsConfig = Arc<tokio_rustls::rustls::ClientConfig>;
 #[cfg(not(feature = "tls"))]
 pub(crate) type TlsConfig = Arc<()>;
 
+/// A client certificate file and its private key file (PEM), for mutual TLS.
+pub(crate) type ClientCertificate<'a> = (&'a std::path::Path, &'a std::path::Path);
+
 /// Builds a TLS client configuration trusting the system's roots and the PEM certificates in
-/// `ca_file`, offering `alpn` protocols.
+/// `ca_file`, presenting `client` when the server asks for a certificate, offering `alpn`
+/// protocols.
 #[cfg(feature = "tls")]
 pub(crate) fn tls_config(
     ca_file: Option<&std::path::Path>,
+    client: Option<ClientCertificate<'_>>,
     alpn: &[&[u8]],
 ) -> Result<TlsConfig, String> {
     use tokio_rustls::rustls;
@@ -113,11 +118,20 @@ pub(crate) fn tls_config(
         return Err("no trusted CA certificates: the system store is empty and agent.tls_ca_file is not set".into());
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut cfg = match client {
+        Some((cert_file, key_file)) => {
+            let certs = presage_config::tls::read_certificates(cert_file)?;
+            let key = presage_config::tls::read_private_key(key_file)?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| format!("unusable client certificate {}: {e}", cert_file.display()))?
+        }
+        None => builder.with_no_client_auth(),
+    };
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(cfg))
 }
@@ -126,6 +140,7 @@ pub(crate) fn tls_config(
 #[cfg(not(feature = "tls"))]
 pub(crate) fn tls_config(
     _ca_file: Option<&std::path::Path>,
+    _client: Option<ClientCertificate<'_>>,
     _alpn: &[&[u8]],
 ) -> Result<TlsConfig, String> {
     Err("this presage-agent was built without the `tls` feature; use an http:// URL".into())
@@ -396,12 +411,12 @@ mod tests {
                 client.send(req, Duration::from_secs(5)).await
             }
         };
-        let trusted = tls_config(Some(&ca), &[b"http/1.1"]).unwrap();
+        let trusted = tls_config(Some(&ca), None, &[b"http/1.1"]).unwrap();
         let res = get(trusted).await.unwrap();
         assert_eq!(res.status, StatusCode::OK);
         assert_eq!(&res.body[..], b"ok");
         // The system roots alone do not trust a private CA.
-        if let Ok(system_only) = tls_config(None, &[b"http/1.1"]) {
+        if let Ok(system_only) = tls_config(None, None, &[b"http/1.1"]) {
             let err = get(system_only).await.unwrap_err();
             assert!(
                 err.contains("certificate") || err.contains("Unknown"),
@@ -414,11 +429,11 @@ mod tests {
     fn bad_ca_files_are_reported() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.pem");
-        let err = tls_config(Some(&missing), &[]).unwrap_err();
+        let err = tls_config(Some(&missing), None, &[]).unwrap_err();
         assert!(err.contains("missing.pem"), "{err}");
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
-        let err = tls_config(Some(&empty), &[]).unwrap_err();
+        let err = tls_config(Some(&empty), None, &[]).unwrap_err();
         assert!(err.contains("no certificate"), "{err}");
     }
 }

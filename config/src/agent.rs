@@ -76,6 +76,12 @@ pub struct AgentSettings {
     /// A PEM file of CA certificates trusted for an `https://` endpoint, in addition to the
     /// system's roots.
     pub tls_ca_file: Option<PathBuf>,
+    /// A PEM file with the client certificate (then any intermediates) presented to the
+    /// forecaster over an `https://` endpoint, for mutual TLS (the forecaster's
+    /// `tls.client_ca_file`). Requires `tls_key_file`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
     /// Compress export requests with gzip.
     pub gzip: bool,
     /// Directory for the log checkpoints and the spool, created when missing.
@@ -130,6 +136,8 @@ impl Default for AgentSettings {
             timeout: Duration::from_secs(10),
             token_file: None,
             tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
             gzip: true,
             state_dir: PathBuf::from("presage-agent-data"),
             spool_max_size: ByteSize::mib(64),
@@ -393,6 +401,7 @@ impl Document for AgentConfig {
                     ));
                 }
             };
+        validate_client_certificate(a, &mut p);
         let ms = Duration::from_millis;
         let s = Duration::from_secs;
         between(&mut p, "agent.interval", a.interval, s(1), s(3600));
@@ -553,6 +562,44 @@ fn is_label_name(name: &str) -> bool {
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The client certificate: both files or neither, an `https://` endpoint, and a key that
+/// belongs to the certificate.
+fn validate_client_certificate(a: &AgentSettings, p: &mut Vec<Problem>) {
+    let (cert, key) = match (&a.tls_cert_file, &a.tls_key_file) {
+        (None, None) => return,
+        (Some(_), None) => {
+            p.push(Problem::new(
+                "agent.tls_cert_file",
+                "needs `agent.tls_key_file` too",
+            ));
+            return;
+        }
+        (None, Some(_)) => {
+            p.push(Problem::new(
+                "agent.tls_key_file",
+                "needs `agent.tls_cert_file` too",
+            ));
+            return;
+        }
+        (Some(c), Some(k)) => (c, k),
+    };
+    if !a.effective_endpoint().starts_with("https://") {
+        p.push(Problem::new(
+            "agent.tls_cert_file",
+            "a client certificate is only sent over TLS: `agent.endpoint` must be an https:// URL",
+        ));
+    }
+    if let Err(errors) = crate::tls::certified_key(cert, key) {
+        for (file, message) in errors {
+            let path = match file {
+                crate::tls::PemFile::Cert => "agent.tls_cert_file",
+                crate::tls::PemFile::Key => "agent.tls_key_file",
+            };
+            p.push(Problem::new(path, message));
+        }
+    }
 }
 
 /// Checks that `url` is an absolute `http://` or `https://` URL with a host.

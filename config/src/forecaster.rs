@@ -2,8 +2,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::RootCertStore;
+use rustls::sign::CertifiedKey;
 use serde::{Deserialize, Serialize};
 
 use crate::alerting::{
@@ -11,6 +14,7 @@ use crate::alerting::{
 };
 use crate::error::Problem;
 use crate::load::{Document, section_checker};
+use crate::tls::PemFile;
 use crate::units::ByteSize;
 
 /// The forecaster's whole configuration. Every section is optional: an empty file (or none at all)
@@ -49,6 +53,131 @@ pub struct ForecasterConfig {
     pub remediations: Vec<RemediationConfig>,
     /// Bearer tokens required by the listeners. Absent: nothing is authenticated.
     pub auth: AuthConfig,
+    /// TLS on every listener, optionally with client certificates. Absent: plain TCP.
+    pub tls: TlsConfig,
+}
+
+/// TLS (rustls) on the three listeners, with an optional client CA (mutual TLS). The files are
+/// read and checked when the configuration is loaded, then watched: a changed certificate or
+/// key is picked up without a restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM file with the server certificate first, then any intermediate certificates. Setting
+    /// it (with `key_file`) turns TLS on for every listener.
+    pub cert_file: Option<PathBuf>,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// PEM file of the CA certificates that sign client certificates. When set, every client
+    /// must present a certificate signed by one of them (mutual TLS).
+    pub client_ca_file: Option<PathBuf>,
+    /// How often the files are checked for changes; changed files are loaded for new
+    /// connections, and a bad new pair is logged while the old one stays in use.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert_file: None,
+            key_file: None,
+            client_ca_file: None,
+            reload_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The `[tls]` files, read and checked.
+#[derive(Debug, Clone)]
+pub struct TlsMaterial {
+    /// The server certificate chain and its private key.
+    pub certified_key: Arc<CertifiedKey>,
+    /// The CAs client certificates must be signed by (`client_ca_file`), if any.
+    pub client_roots: Option<Arc<RootCertStore>>,
+}
+
+impl TlsConfig {
+    /// Whether the listeners use TLS.
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some() || self.key_file.is_some()
+    }
+
+    /// Reads and checks the files: `None` when TLS is off. Each problem names its key.
+    pub fn load(&self) -> Result<Option<TlsMaterial>, Vec<Problem>> {
+        let (cert_file, key_file) = match (&self.cert_file, &self.key_file) {
+            (None, None) => {
+                return match &self.client_ca_file {
+                    None => Ok(None),
+                    Some(_) => Err(vec![Problem::new(
+                        "tls.client_ca_file",
+                        "needs `tls.cert_file` and `tls.key_file`: client certificates are only \
+                         asked for over TLS",
+                    )]),
+                };
+            }
+            (Some(_), None) => {
+                return Err(vec![Problem::new(
+                    "tls.cert_file",
+                    "needs `tls.key_file` too",
+                )]);
+            }
+            (None, Some(_)) => {
+                return Err(vec![Problem::new(
+                    "tls.key_file",
+                    "needs `tls.cert_file` too",
+                )]);
+            }
+            (Some(c), Some(k)) => (c, k),
+        };
+        let mut problems = Vec::new();
+        let certified_key = match crate::tls::certified_key(cert_file, key_file) {
+            Ok(k) => Some(Arc::new(k)),
+            Err(errors) => {
+                for (file, message) in errors {
+                    let key = match file {
+                        PemFile::Cert => "tls.cert_file",
+                        PemFile::Key => "tls.key_file",
+                    };
+                    problems.push(Problem::new(key, message));
+                }
+                None
+            }
+        };
+        let client_roots = match &self.client_ca_file {
+            None => None,
+            Some(path) => match crate::tls::read_roots(path) {
+                Ok(roots) => Some(Arc::new(roots)),
+                Err(e) => {
+                    problems.push(Problem::new("tls.client_ca_file", e));
+                    None
+                }
+            },
+        };
+        match certified_key {
+            Some(certified_key) if problems.is_empty() => Ok(Some(TlsMaterial {
+                certified_key,
+                client_roots,
+            })),
+            _ => Err(problems),
+        }
+    }
+}
+
+fn validate_tls(tls: &TlsConfig, p: &mut Vec<Problem>) {
+    let interval = tls.reload_interval;
+    if interval < Duration::from_secs(1) || interval > Duration::from_secs(86_400) {
+        p.push(Problem::new(
+            "tls.reload_interval",
+            format!(
+                "must be between 1s and 1day, got {}",
+                humantime::format_duration(interval)
+            ),
+        ));
+    }
+    if let Err(problems) = tls.load() {
+        p.extend(problems);
+    }
 }
 
 /// Bearer-token authentication. Tokens are read from files or environment variables, never
@@ -576,6 +705,7 @@ impl Document for ForecasterConfig {
         "inhibit",
         "remediations",
         "auth",
+        "tls",
     ];
 
     fn check_section(source: &str, name: &str) -> Result<(), toml::de::Error> {
@@ -594,6 +724,7 @@ impl Document for ForecasterConfig {
             inhibit: Vec<InhibitConfig>,
             remediations: Vec<RemediationConfig>,
             auth: AuthConfig,
+            tls: TlsConfig,
         })
     }
 
@@ -742,6 +873,7 @@ impl Document for ForecasterConfig {
         }
         validate_backfill(self, &mut p);
         validate_auth(&self.auth, &mut p);
+        validate_tls(&self.tls, &mut p);
         crate::alerting::validate_rules(&self.rules, &mut p);
         crate::alerting::validate_routing(
             &self.receivers,

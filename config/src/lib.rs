@@ -19,6 +19,7 @@ mod alerting;
 mod error;
 mod forecaster;
 mod load;
+pub mod tls;
 mod units;
 
 pub use agent::{
@@ -33,7 +34,7 @@ pub use error::{ConfigErrors, Error, Problem, Result};
 pub use forecaster::{
     AuthConfig, BackfillConfig, DEFAULT_BACKFILL_CONCURRENCY, ForecasterConfig, IngestConfig,
     LimitsConfig, LogPatternsConfig, MIN_TOKEN_LENGTH, ModelConfig, ServerConfig, StorageConfig,
-    TokenKind,
+    TlsConfig, TlsMaterial, TokenKind,
 };
 pub use load::Document;
 pub use units::ByteSize;

@@ -499,3 +499,201 @@ fn bad_token_sources_are_located_errors_that_never_quote_a_token() {
         "inline tokens are refused"
     );
 }
+
+/// PEM files in a fresh directory: a CA (`ca.pem`), a certificate it signed for 127.0.0.1
+/// (`cert.pem`, `key.pem`), and the key of another certificate (`other-key.pem`).
+fn pem_files() -> tempfile::TempDir {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let other = KeyPair::generate().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+    std::fs::write(dir.path().join("other-key.pem"), other.serialize_pem()).unwrap();
+    dir
+}
+
+#[test]
+fn tls_files_are_read_and_checked_when_loading() {
+    let dir = pem_files();
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let cfg = ForecasterConfig::from_toml(
+        &format!(
+            "[tls]\ncert_file = {:?}\nkey_file = {:?}\nclient_ca_file = {:?}\nreload_interval = \"5s\"\n",
+            p("cert.pem"),
+            p("key.pem"),
+            p("ca.pem")
+        ),
+        "t.toml",
+    )
+    .unwrap();
+    assert!(cfg.tls.enabled());
+    assert_eq!(cfg.tls.reload_interval, Duration::from_secs(5));
+    let material = cfg.tls.load().unwrap().expect("TLS is on");
+    assert_eq!(material.certified_key.cert.len(), 1);
+    assert_eq!(material.client_roots.map(|r| r.len()), Some(1));
+
+    let off = ForecasterConfig::from_toml("", "t.toml").unwrap();
+    assert!(!off.tls.enabled());
+    assert_eq!(off.tls.reload_interval, Duration::from_secs(30));
+    assert!(off.tls.load().unwrap().is_none());
+}
+
+#[test]
+fn tls_problems_are_located() {
+    let dir = pem_files();
+    let p = |name: &str| dir.path().join(name).display().to_string();
+
+    // A missing certificate and a CA file that holds no certificate.
+    let got = problems(&format!(
+        "[server]\nhttp = \"127.0.0.1:9470\"\n\n[tls]\ncert_file = {:?}\nkey_file = {:?}\nclient_ca_file = {:?}\n",
+        p("missing.pem"),
+        p("key.pem"),
+        p("key.pem"),
+    ));
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got[0].starts_with("5:1: `tls.cert_file`: cannot read ") && got[0].contains("missing.pem"),
+        "{}",
+        got[0]
+    );
+    assert!(
+        got[1].starts_with("7:1: `tls.client_ca_file`: ") && got[1].contains("no certificate"),
+        "{}",
+        got[1]
+    );
+
+    // A key that belongs to another certificate.
+    let got = problems(&format!(
+        "[tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+        p("cert.pem"),
+        p("other-key.pem"),
+    ));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("3:1: `tls.key_file`: ")
+            && got[0].ends_with(&format!(
+                "this key does not belong to the certificate in {}",
+                p("cert.pem")
+            )),
+        "{}",
+        got[0]
+    );
+
+    // A certificate given as the key, and a file that is not PEM at all.
+    std::fs::write(
+        dir.path().join("garbage.pem"),
+        "-----BEGIN CERTIFICATE-----\nnot base64!\n",
+    )
+    .unwrap();
+    let got = problems(&format!(
+        "[tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+        p("garbage.pem"),
+        p("cert.pem"),
+    ));
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got[0].starts_with("2:1: `tls.cert_file`: ") && got[0].contains("invalid PEM"),
+        "{}",
+        got[0]
+    );
+    assert!(
+        got[1].starts_with("3:1: `tls.key_file`: ") && got[1].contains("no private key"),
+        "{}",
+        got[1]
+    );
+
+    // Half a pair, a client CA without TLS, a reload interval out of bounds.
+    assert_eq!(
+        problems(&format!("[tls]\ncert_file = {:?}\n", p("cert.pem"))),
+        ["2:1: `tls.cert_file`: needs `tls.key_file` too"]
+    );
+    assert_eq!(
+        problems(&format!("[tls]\nkey_file = {:?}\n", p("key.pem"))),
+        ["2:1: `tls.key_file`: needs `tls.cert_file` too"]
+    );
+    assert_eq!(
+        problems(&format!("[tls]\nclient_ca_file = {:?}\n", p("ca.pem"))),
+        [
+            "2:1: `tls.client_ca_file`: needs `tls.cert_file` and `tls.key_file`: client \
+             certificates are only asked for over TLS"
+        ]
+    );
+    let got = problems(&format!(
+        "[tls]\ncert_file = {:?}\nkey_file = {:?}\nreload_interval = \"0s\"\n",
+        p("cert.pem"),
+        p("key.pem"),
+    ));
+    assert_eq!(
+        got,
+        ["4:1: `tls.reload_interval`: must be between 1s and 1day, got 0s"]
+    );
+    assert!(problems("[tls]\ncertificate = \"x\"\n")[0].contains("unknown field `certificate`"));
+}
+
+#[test]
+fn agent_client_certificates_are_checked_when_loading() {
+    let dir = pem_files();
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let agent = |body: String| {
+        AgentConfig::from_toml(&format!("[agent]\n{body}"), "a.toml").map_err(|e| {
+            e.problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        })
+    };
+    let cfg = agent(format!(
+        "endpoint = \"https://127.0.0.1:4317\"\ntls_ca_file = {:?}\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
+        p("ca.pem"),
+        p("cert.pem"),
+        p("key.pem")
+    ))
+    .unwrap();
+    assert_eq!(
+        cfg.agent.tls_cert_file.as_deref(),
+        Some(dir.path().join("cert.pem").as_path())
+    );
+
+    let got = agent(format!(
+        "endpoint = \"https://127.0.0.1:4317\"\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
+        p("cert.pem"),
+        p("other-key.pem")
+    ))
+    .unwrap_err();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("4:1: `agent.tls_key_file`: ") && got[0].contains("does not belong"),
+        "{}",
+        got[0]
+    );
+    let got = agent(format!(
+        "endpoint = \"http://127.0.0.1:4317\"\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
+        p("cert.pem"),
+        p("key.pem")
+    ))
+    .unwrap_err();
+    assert!(
+        got.len() == 1
+            && got[0].starts_with("3:1: `agent.tls_cert_file`: ")
+            && got[0].contains("https://"),
+        "{got:?}"
+    );
+    let got = agent(format!(
+        "endpoint = \"https://127.0.0.1:4317\"\ntls_cert_file = {:?}\n",
+        p("cert.pem")
+    ))
+    .unwrap_err();
+    assert_eq!(
+        got,
+        ["3:1: `agent.tls_cert_file`: needs `agent.tls_key_file` too"]
+    );
+}

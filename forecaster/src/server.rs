@@ -19,6 +19,7 @@ use crate::app::{App, ChartSource, Clock};
 use crate::auth::{self, Auth, GrpcAuth};
 use crate::ingest::otlp_grpc::OtlpGrpc;
 use crate::ingest::otlp_http;
+use crate::tls::{Alpn, Tls};
 
 /// How often series out of retention are dropped and memory is measured.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(15);
@@ -61,6 +62,26 @@ fn start_alerting(app: &Arc<App>) -> anyhow::Result<AlertingHandle> {
     Ok(handle)
 }
 
+/// Serves `router` on `tcp`, over TLS when `tls` is set, until `stop` resolves.
+async fn serve_http(
+    tcp: TcpListener,
+    tls: Option<Arc<Tls>>,
+    listener: &'static str,
+    router: axum::Router,
+    app: Arc<App>,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    match tls {
+        Some(tls) => {
+            let incoming = tls.listen(tcp, Alpn::Http1, listener, app)?;
+            axum::serve(incoming, router)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+        None => axum::serve(tcp, router).with_graceful_shutdown(stop).await,
+    }
+}
+
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
@@ -72,6 +93,8 @@ impl Running {
     pub async fn start(config: ForecasterConfig, clock: Clock) -> anyhow::Result<Self> {
         // Tokens first: a daemon that cannot read them must not serve unauthenticated.
         let auth = Arc::new(Auth::from_config(&config.auth).map_err(|e| anyhow::anyhow!(e))?);
+        // Likewise, a daemon configured for TLS never serves plain TCP.
+        let tls = Tls::from_config(&config.tls).map_err(|e| anyhow::anyhow!(e))?;
         let grpc_listener = bind(config.server.otlp_grpc, "OTLP/gRPC (server.otlp_grpc)").await?;
         let otlp_http_listener =
             bind(config.server.otlp_http, "OTLP/HTTP (server.otlp_http)").await?;
@@ -103,11 +126,18 @@ impl Running {
         );
         let api_router = api::with_latency_metrics(api_router, app.clone(), "http");
         let rx = signal.clone();
+        let (serve_tls, serve_app) = (tls.clone(), app.clone());
         tasks.spawn(async move {
-            axum::serve(http_listener, api_router)
-                .with_graceful_shutdown(stopped(rx))
-                .await
-                .context("HTTP API server failed")
+            serve_http(
+                http_listener,
+                serve_tls,
+                auth::LISTENER_HTTP,
+                api_router,
+                serve_app,
+                stopped(rx),
+            )
+            .await
+            .context("HTTP API server failed")
         });
 
         let otlp_router = auth::guard_http(
@@ -119,30 +149,65 @@ impl Running {
         );
         let otlp_router = api::with_latency_metrics(otlp_router, app.clone(), "otlp_http");
         let rx = signal.clone();
+        let (serve_tls, serve_app) = (tls.clone(), app.clone());
         tasks.spawn(async move {
-            axum::serve(otlp_http_listener, otlp_router)
-                .with_graceful_shutdown(stopped(rx))
-                .await
-                .context("OTLP/HTTP server failed")
+            serve_http(
+                otlp_http_listener,
+                serve_tls,
+                auth::LISTENER_OTLP_HTTP,
+                otlp_router,
+                serve_app,
+                stopped(rx),
+            )
+            .await
+            .context("OTLP/HTTP server failed")
         });
 
         let grpc = OtlpGrpc::new(app.clone());
         let grpc_auth = GrpcAuth::new(auth.clone(), app.clone());
         let rx = signal.clone();
+        // Ok: TLS connections; Err: the plain TCP listener.
+        let grpc_incoming = match &tls {
+            Some(tls) => Ok(tls.listen(
+                grpc_listener,
+                Alpn::H2,
+                auth::LISTENER_OTLP_GRPC,
+                app.clone(),
+            )?),
+            None => Err(grpc_listener),
+        };
         tasks.spawn(async move {
-            tonic::transport::Server::builder()
+            let router = tonic::transport::Server::builder()
                 .add_service(InterceptedService::new(
                     grpc.metrics_server(),
                     grpc_auth.clone(),
                 ))
-                .add_service(InterceptedService::new(grpc.logs_server(), grpc_auth))
-                .serve_with_incoming_shutdown(
-                    tonic::transport::server::TcpIncoming::from(grpc_listener),
-                    stopped(rx),
-                )
-                .await
-                .context("OTLP/gRPC server failed")
+                .add_service(InterceptedService::new(grpc.logs_server(), grpc_auth));
+            let served = match grpc_incoming {
+                Ok(incoming) => {
+                    router
+                        .serve_with_incoming_shutdown(incoming, stopped(rx))
+                        .await
+                }
+                Err(tcp) => {
+                    router
+                        .serve_with_incoming_shutdown(
+                            tonic::transport::server::TcpIncoming::from(tcp),
+                            stopped(rx),
+                        )
+                        .await
+                }
+            };
+            served.context("OTLP/gRPC server failed")
         });
+
+        if let Some(tls) = &tls {
+            let (tls, watch_app, rx) = (tls.clone(), app.clone(), signal.clone());
+            tasks.spawn(async move {
+                tls.watch(watch_app, stopped(rx)).await;
+                Ok(())
+            });
+        }
 
         // The fit pool: fits run on blocking threads, at most `model.fit_concurrency` at once.
         if let Some(mut queue) = app.take_fit_queue() {
@@ -254,6 +319,8 @@ impl Running {
             %otlp_http,
             %http,
             ?auth,
+            tls = tls.is_some(),
+            client_certificates = tls.as_ref().is_some_and(|t| t.requires_client_certificates()),
             "Presage is serving"
         );
         Ok(Self {

@@ -66,6 +66,8 @@ pub struct Telemetry {
     backfill_samples: prometheus::IntCounter,
     backfill_series: IntGaugeVec,
     auth_failures: IntCounterVec,
+    tls_handshake_failures: IntCounterVec,
+    tls_reloads: IntCounterVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -252,8 +254,29 @@ impl Telemetry {
                 auth_failures.with_label_values(&[listener, reason]);
             }
         }
+        let tls_handshake_failures = counter_vec(
+            &r,
+            "presage_tls_handshake_failures_total",
+            "TLS handshakes that failed or timed out ([tls]), by listener.",
+            &["listener"],
+        );
+        for listener in ["http", "otlp_http", "otlp_grpc"] {
+            tls_handshake_failures.with_label_values(&[listener]);
+        }
+        let tls_reloads = counter_vec(
+            &r,
+            "presage_tls_reloads_total",
+            "Reloads of changed [tls] certificate files, by result (ok, or error: the previous \
+             certificate stays in use).",
+            &["result"],
+        );
+        for result in ["ok", "error"] {
+            tls_reloads.with_label_values(&[result]);
+        }
         Self {
             auth_failures,
+            tls_handshake_failures,
+            tls_reloads,
             backfill_samples,
             backfill_series,
             fits_queued,
@@ -378,6 +401,20 @@ impl Telemetry {
     pub fn record_auth_failure(&self, listener: &str, reason: &str) {
         self.auth_failures
             .with_label_values(&[listener, reason])
+            .inc();
+    }
+
+    /// Records a TLS handshake that failed or timed out on `listener`.
+    pub fn record_tls_handshake_failure(&self, listener: &str) {
+        self.tls_handshake_failures
+            .with_label_values(&[listener])
+            .inc();
+    }
+
+    /// Records a reload of changed TLS files (`ok`: the new files are in use).
+    pub fn record_tls_reload(&self, ok: bool) {
+        self.tls_reloads
+            .with_label_values(&[if ok { "ok" } else { "error" }])
             .inc();
     }
 

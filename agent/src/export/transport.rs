@@ -163,7 +163,11 @@ impl Transport {
             ExportProtocol::Http => &[b"http/1.1"],
         };
         let tls: Option<TlsConfig> = if https {
-            Some(tls_config(settings.tls_ca_file.as_deref(), alpn)?)
+            let client = settings
+                .tls_cert_file
+                .as_deref()
+                .zip(settings.tls_key_file.as_deref());
+            Some(tls_config(settings.tls_ca_file.as_deref(), client, alpn)?)
         } else {
             None
         };
