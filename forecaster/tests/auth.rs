@@ -7,7 +7,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -321,20 +321,6 @@ async fn without_auth_nothing_is_guarded() {
     .await;
     assert_eq!(res.status(), StatusCode::OK);
     running.shutdown().await.expect("clean shutdown");
-}
-
-/// The `presage-agent` binary beside this crate's `presage` binary; panics when it is missing.
-fn agent_binary() -> PathBuf {
-    let presage = Path::new(env!("CARGO_BIN_EXE_presage"));
-    let agent = presage.with_file_name(format!("presage-agent{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        agent.is_file(),
-        "the presage-agent binary is required by this test but {} does not exist; build it with \
-         `cargo build -p presage-agent` (with the same target directory and profile), or run the \
-         whole workspace's tests, which build it",
-        agent.display()
-    );
-    agent
 }
 
 fn start_agent(dir: &Path, name: &str, protocol: &str, endpoint: &str, token_file: &Path) -> Peer {

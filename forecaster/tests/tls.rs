@@ -555,20 +555,6 @@ fn pem_to_der(pem: &str) -> Vec<u8> {
         .to_vec()
 }
 
-/// The `presage-agent` binary beside this crate's `presage` binary; panics when it is missing.
-fn agent_binary() -> PathBuf {
-    let presage = Path::new(env!("CARGO_BIN_EXE_presage"));
-    let agent = presage.with_file_name(format!("presage-agent{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        agent.is_file(),
-        "the presage-agent binary is required by this test but {} does not exist; build it with \
-         `cargo build -p presage-agent` (with the same target directory and profile), or run the \
-         whole workspace's tests, which build it",
-        agent.display()
-    );
-    agent
-}
-
 /// Starts the agent with a configuration file for a TLS endpoint.
 fn start_agent(
     dir: &Path,

@@ -233,3 +233,17 @@ pub async fn settled(http: std::net::SocketAddr, steps: f64) {
     )
     .await;
 }
+
+/// The `presage-agent` binary beside this crate's `presage` binary; panics when it is missing.
+pub fn agent_binary() -> PathBuf {
+    let presage = Path::new(env!("CARGO_BIN_EXE_presage"));
+    let agent = presage.with_file_name(format!("presage-agent{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        agent.is_file(),
+        "the presage-agent binary is required by this test but {} does not exist; build it with \
+         `cargo build -p presage-agent` (with the same target directory and profile), or run the \
+         whole workspace's tests, which build it",
+        agent.display()
+    );
+    agent
+}
