@@ -213,14 +213,19 @@ impl App {
             }
         }
         if let Some(newest) = out.scores.iter().map(|(_, s)| s.slot_ms).max() {
-            self.event_time.send_if_modified(|t| {
-                let advanced = newest > *t;
-                if advanced {
-                    *t = newest;
-                }
-                advanced
-            });
+            self.advance_event_time(newest);
         }
+    }
+
+    /// Moves event time forward to `newest` (never back): the rule evaluator follows it.
+    fn advance_event_time(&self, newest: i64) {
+        self.event_time.send_if_modified(|t| {
+            let advanced = newest > *t;
+            if advanced {
+                *t = newest;
+            }
+            advanced
+        });
     }
 
     /// Connects the alerting service (once, at start-up).
@@ -491,7 +496,22 @@ impl App {
 
     /// Stores a translated batch and records the outcome.
     pub fn write(&self, protocol: Protocol, batch: WriteBatch) -> WriteOutcome {
-        let mut out = self.store.write(batch, self.clock.now_ms());
+        self.write_as(protocol, batch, false)
+    }
+
+    /// Stores history (a backfill): kept, not scored, one catch-up fit per series (see
+    /// [`Store::write_history`]).
+    pub fn write_history(&self, protocol: Protocol, batch: WriteBatch) -> WriteOutcome {
+        self.write_as(protocol, batch, true)
+    }
+
+    fn write_as(&self, protocol: Protocol, batch: WriteBatch, history: bool) -> WriteOutcome {
+        let now = self.clock.now_ms();
+        let mut out = if history {
+            self.store.write_history(batch, now)
+        } else {
+            self.store.write(batch, now)
+        };
         self.after(&mut out);
         self.telemetry
             .record_write(protocol, &out, self.store.series_count());
@@ -524,7 +544,13 @@ impl App {
         if !mined.signals.is_empty()
             && let Some(handle) = self.alerting.get()
         {
+            // A new pattern is news even before any series has a baseline to advance event
+            // time with (a fresh daemon, logs only): it moves event time itself, up to now.
+            let newest = mined.signals.iter().map(|s| s.at_ms).max();
             handle.try_send(mined.signals);
+            if let Some(newest) = newest {
+                self.advance_event_time(newest.min(self.clock.now_ms()));
+            }
         }
         if !mined.batch.series.is_empty() {
             self.write(protocol, mined.batch);
@@ -550,9 +576,19 @@ impl App {
 
     /// Decodes, translates and stores a remote_write body.
     pub fn ingest_remote_write(&self, body: &[u8]) -> Result<WriteOutcome, (RejectReason, String)> {
+        self.ingest_remote_write_as(body, false)
+    }
+
+    /// Decodes and stores a remote_write body; as history (see [`App::write_history`]) when
+    /// `history` (the `X-Presage-History` header that `presage backfill` sends).
+    pub fn ingest_remote_write_as(
+        &self,
+        body: &[u8],
+        history: bool,
+    ) -> Result<WriteOutcome, (RejectReason, String)> {
         let req = remote_write::decode(body, self.config.limits.max_decompressed_body.as_usize())?;
         let batch = remote_write::translate(req, &self.counter_families);
-        Ok(self.write(Protocol::RemoteWrite, batch))
+        Ok(self.write_as(Protocol::RemoteWrite, batch, history))
     }
 
     /// Periodic upkeep: drops series out of retention and measures memory.

@@ -745,7 +745,7 @@ impl Sink {
                 // Resampling and scoring are CPU work: off the async threads.
                 let out = tokio::task::spawn_blocking(move || {
                     let batch = remote_write::translate(req, &app.counter_families);
-                    app.write(Protocol::Backfill, batch)
+                    app.write_history(Protocol::Backfill, batch)
                 })
                 .await
                 .context("the store write task failed")?;
@@ -769,6 +769,7 @@ impl Sink {
                         .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
                         .header(reqwest::header::CONTENT_ENCODING, "snappy")
                         .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+                        .header(crate::api::HISTORY_HEADER, "true")
                         .body(body.clone())
                 })
                 .await

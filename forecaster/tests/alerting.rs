@@ -5,7 +5,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::State;
@@ -96,12 +96,6 @@ repeat_interval = "1h"
 fn start_of_replay(n: usize) -> i64 {
     const HOUR_MS: i64 = 3_600_000;
     (now_ms() - (n as i64 + 5) * STEP_MS - HOUR_MS) / HOUR_MS * HOUR_MS
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Vec<Label> {

@@ -9,16 +9,11 @@ mod common;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
-use opentelemetry_proto::tonic::metrics::v1::{
-    Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
-};
 use presage_config::ForecasterConfig;
-use presage_forecaster::ingest::remote_write::{Label, Sample, TimeSeries, WriteRequest, encode};
 use prost::Message;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -26,13 +21,6 @@ use serde_json::Value;
 const INGEST: &str = "ingest-5f0c2a9e7b1d4c3f8a6e";
 const INGEST_OLD: &str = "ingest-old-0d9b8a7c6e5f4a3b";
 const API: &str = "api-9e8d7c6b5a4f3e2d1c0b";
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// Token files in `dir` and a configuration using them, loaded (and so validated) like a file.
 fn config(dir: &Path) -> ForecasterConfig {
@@ -49,46 +37,6 @@ fn config(dir: &Path) -> ForecasterConfig {
         api.display().to_string(),
     );
     ForecasterConfig::from_toml(&source, "auth.toml").expect("valid configuration")
-}
-
-/// A snappy-compressed remote_write request with one sample.
-fn rw_body(name: &str) -> Vec<u8> {
-    encode(&WriteRequest {
-        timeseries: vec![TimeSeries {
-            labels: vec![Label {
-                name: "__name__".into(),
-                value: name.into(),
-            }],
-            samples: vec![Sample {
-                value: 1.0,
-                timestamp: now_ms(),
-            }],
-            histograms: vec![],
-        }],
-        metadata: vec![],
-    })
-}
-
-fn gauge(name: &str) -> ExportMetricsServiceRequest {
-    ExportMetricsServiceRequest {
-        resource_metrics: vec![ResourceMetrics {
-            scope_metrics: vec![ScopeMetrics {
-                metrics: vec![Metric {
-                    name: name.into(),
-                    data: Some(metric::Data::Gauge(Gauge {
-                        data_points: vec![NumberDataPoint {
-                            time_unix_nano: now_ms() as u64 * 1_000_000,
-                            value: Some(number_data_point::Value::AsDouble(2.0)),
-                            ..Default::default()
-                        }],
-                    })),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
 }
 
 /// A response body as JSON, `None` when it is not.

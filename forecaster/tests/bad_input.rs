@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::*;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -18,13 +17,6 @@ use presage_forecaster::ingest::remote_write::{Label, Sample, TimeSeries, WriteR
 use prost::Message;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 fn rw(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> Vec<u8> {
     encode(&WriteRequest {

@@ -5,9 +5,8 @@
 //! own and a `NewErrorLogPattern` alert; lines written after a rename-and-create rotation (late
 //! ones to the renamed file by its old writer, new ones to the new file) are mined too, once.
 //!
-//! Alerts are evaluated in event time, which advances when a series with a baseline closes a
-//! step; the forecaster runs on one-second steps with the shortest history before a first fit,
-//! so that the line count series of the templates get there within seconds.
+//! The forecaster runs on its defaults: a new pattern moves event time itself, so the alert
+//! comes at once on a fresh daemon that has no baseline yet.
 //!
 //! The agent binary is not a dependency of this crate: it is found beside this crate's `presage`
 //! binary in the target directory. Builds of the whole workspace make it (`cargo build
@@ -44,13 +43,6 @@ const REQUEST: &str = "<TS> INFO request <UUID> completed in <DURATION>";
 const LOGIN: &str = "<TS> INFO user <NUM> logged in from <IP> in <DURATION>";
 const ORDERS: &str = "<TS> INFO GET /api/orders/<NUM> from <IP> took <DURATION>";
 const REJECTED: &str = "<TS> ERROR payment provider rejected charge <UUID> for user <NUM> with code <HEX>: issuer unavailable";
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64
-}
 
 /// Lines written to the tailed file, by template, in the order written.
 #[derive(Default)]
@@ -338,9 +330,6 @@ async fn tailed_lines_become_templates_and_a_new_error_pattern_alerts() {
     let program = agent_binary();
     let mut cfg = test_config();
     cfg.logs.warmup = WARMUP;
-    // Event time advances within seconds (see the top of the file).
-    cfg.model.step = Duration::from_secs(1);
-    cfg.model.min_points = 8;
     let running = start(cfg).await;
     let http = running.http;
     let client = client();
@@ -416,7 +405,7 @@ async fn tailed_lines_become_templates_and_a_new_error_pattern_alerts() {
     );
 
     // One alert, for the error template, with its service, host, template, first-seen time and
-    // first line. Ordinary traffic goes on meanwhile, so that event time keeps advancing.
+    // first line. Ordinary traffic goes on meanwhile.
     let started = Instant::now();
     let reported = Cell::new(false);
     let alerts = eventually(ALERTED_WITHIN, "a NewErrorLogPattern alert", || {

@@ -10,16 +10,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
-use opentelemetry_proto::tonic::metrics::v1::{
-    Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
-};
 use presage_config::ForecasterConfig;
-use presage_forecaster::ingest::remote_write::{Label, Sample, TimeSeries, WriteRequest, encode};
 use prost::Message;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -27,13 +22,6 @@ use rcgen::{
 };
 use serde_json::Value;
 use tonic::transport::{Channel, Endpoint};
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// A private CA that signs server and client certificates, written as PEM files.
 struct Pki {
@@ -164,45 +152,6 @@ async fn metric(client: &reqwest::Client, http: SocketAddr, sample: &str) -> Opt
         .await
         .ok()?;
     sample_value(&text, sample)
-}
-
-fn rw_body(name: &str) -> Vec<u8> {
-    encode(&WriteRequest {
-        timeseries: vec![TimeSeries {
-            labels: vec![Label {
-                name: "__name__".into(),
-                value: name.into(),
-            }],
-            samples: vec![Sample {
-                value: 1.0,
-                timestamp: now_ms(),
-            }],
-            histograms: vec![],
-        }],
-        metadata: vec![],
-    })
-}
-
-fn gauge(name: &str) -> ExportMetricsServiceRequest {
-    ExportMetricsServiceRequest {
-        resource_metrics: vec![ResourceMetrics {
-            scope_metrics: vec![ScopeMetrics {
-                metrics: vec![Metric {
-                    name: name.into(),
-                    data: Some(metric::Data::Gauge(Gauge {
-                        data_points: vec![NumberDataPoint {
-                            time_unix_nano: now_ms() as u64 * 1_000_000,
-                            value: Some(number_data_point::Value::AsDouble(2.0)),
-                            ..Default::default()
-                        }],
-                    })),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
 }
 
 /// Exports one gauge over OTLP/gRPC with TLS, trusting the private CA (and presenting

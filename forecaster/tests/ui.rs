@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::*;
 use presage_forecaster::ingest::remote_write::{Label, Sample, TimeSeries, WriteRequest, encode};
@@ -16,12 +16,6 @@ use serde_json::Value;
 const STEP_MS: i64 = 60_000;
 /// How long one Chromium run may take before the test gives up on it.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(180);
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// Where a replay of `n` steps ending about now starts: on an hour, so the hourly refits fall on
 /// the same steps of the data in every run.

@@ -37,6 +37,9 @@ const DEFAULT_SERIES_LIMIT: usize = 1_000;
 const DEFAULT_FORECAST_LIMIT: usize = 10;
 /// Hard cap on `limit`.
 const MAX_LIMIT: usize = 10_000;
+/// Request header of remote_write requests that carry history (`true`): see
+/// [`App::write_history`].
+pub const HISTORY_HEADER: &str = "X-Presage-History";
 
 /// The router of the main HTTP listener.
 pub fn router(app: Arc<App>) -> Router {
@@ -379,7 +382,12 @@ async fn remote_write(State(app): State<Arc<App>>, req: Request) -> Response {
         Ok(b) => b,
         Err(e) => return refuse(e.reason, e.status, e.message),
     };
-    match app.ingest_remote_write(&bytes) {
+    // `presage backfill` marks its requests as history: stored without scoring the past.
+    let history = parts
+        .headers
+        .get(HISTORY_HEADER)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+    match app.ingest_remote_write_as(&bytes, history) {
         Err((reason, message)) => {
             let status = if reason == RejectReason::BodyTooLarge {
                 StatusCode::PAYLOAD_TOO_LARGE

@@ -29,6 +29,8 @@ pub struct SeriesDetector {
     waiting: Option<(i64, i64)>,
     finite_steps: u64,
     last: Option<StepScore>,
+    /// A catch-up fit asked for while another fit was in flight: run when that one is in.
+    catch_up: Option<i64>,
 }
 
 impl SeriesDetector {
@@ -49,6 +51,7 @@ impl SeriesDetector {
             waiting: None,
             finite_steps: 0,
             last: None,
+            catch_up: None,
         }
     }
 
@@ -115,16 +118,43 @@ impl SeriesDetector {
             .as_ref()
             .is_some_and(|b| boundary >= b.end_ms());
         if first_fit || boundary >= self.next_fit_ms || path_ends {
-            self.in_flight = Some(boundary);
-            // The next refit: the first multiple of the interval after this boundary, so refits
-            // land at the same event times whatever the history looked like.
-            let every = refit_every_ms.max(settings.step_ms);
-            self.next_fit_ms = (boundary.div_euclid(every) + 1) * every;
-            return Some(FitRequest {
-                boundary_ms: boundary,
-            });
+            return Some(self.start_fit(boundary, settings, refit_every_ms));
         }
         None
+    }
+
+    /// History was stored without being scored (a backfill): `finite_steps` more steps with a
+    /// value, up to `boundary_ms`. Instead of replaying every scheduled refit over that history,
+    /// one fit on the steps before `boundary_ms` is due now (returned), or, when a fit is in
+    /// flight, right after it is installed. Steps after the boundary are scored as usual.
+    pub fn catch_up(
+        &mut self,
+        boundary_ms: i64,
+        finite_steps: u64,
+        settings: &ModelSettings,
+        refit_every_ms: i64,
+    ) -> Option<FitRequest> {
+        self.finite_steps += finite_steps;
+        if self.in_flight.is_some() {
+            self.catch_up = Some(self.catch_up.map_or(boundary_ms, |b| b.max(boundary_ms)));
+            return None;
+        }
+        Some(self.start_fit(boundary_ms, settings, refit_every_ms))
+    }
+
+    /// Puts the fit for `boundary_ms` in flight and schedules the next refit after it.
+    fn start_fit(
+        &mut self,
+        boundary_ms: i64,
+        settings: &ModelSettings,
+        refit_every_ms: i64,
+    ) -> FitRequest {
+        self.in_flight = Some(boundary_ms);
+        // The next refit: the first multiple of the interval after this boundary, so refits
+        // land at the same event times whatever the history looked like.
+        let every = refit_every_ms.max(settings.step_ms);
+        self.next_fit_ms = (boundary_ms.div_euclid(every) + 1) * every;
+        FitRequest { boundary_ms }
     }
 
     /// The closed steps waiting for the fit in flight (first and last slot).
@@ -168,7 +198,10 @@ impl SeriesDetector {
                 return Some(next);
             }
         }
-        None
+        match self.catch_up.take() {
+            Some(b) if b > boundary_ms => Some(self.start_fit(b, settings, refit_every_ms)),
+            _ => None,
+        }
     }
 
     fn score(

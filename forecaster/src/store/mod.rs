@@ -374,18 +374,35 @@ impl Store {
     /// Validates and stores a batch. `now_ms` is the daemon's clock, used only to bound
     /// timestamps; resampling and retention follow the data's own timestamps.
     pub fn write(&self, batch: WriteBatch, now_ms: i64) -> WriteOutcome {
+        self.write_as(batch, now_ms, false)
+    }
+
+    /// Stores a batch of history (a backfill): the steps are kept but not scored, and each
+    /// series gets one fit on what it now holds instead of replaying every scheduled refit over
+    /// the history. Live data after it is scored as usual.
+    pub fn write_history(&self, batch: WriteBatch, now_ms: i64) -> WriteOutcome {
+        self.write_as(batch, now_ms, true)
+    }
+
+    fn write_as(&self, batch: WriteBatch, now_ms: i64, history: bool) -> WriteOutcome {
         let mut out = WriteOutcome::default();
         for (reason, n) in &batch.rejected {
             *out.rejected.entry(*reason).or_default() += n;
         }
         out.first_error = batch.first_error;
         for sw in batch.series {
-            self.write_series(sw, now_ms, &mut out);
+            self.write_series(sw, now_ms, history, &mut out);
         }
         out
     }
 
-    fn write_series(&self, mut sw: SeriesWrite, now_ms: i64, out: &mut WriteOutcome) {
+    fn write_series(
+        &self,
+        mut sw: SeriesWrite,
+        now_ms: i64,
+        history: bool,
+        out: &mut WriteOutcome,
+    ) {
         let n = sw.points.len() as u64;
         if n == 0 {
             return;
@@ -440,7 +457,10 @@ impl Store {
         }
         let oldest = now_ms.saturating_sub(self.retention_ms);
         let newest = now_ms.saturating_add(self.limits.max_future_ms);
-        let mut steps = StepOut::default();
+        let mut steps = StepOut {
+            history,
+            ..StepOut::default()
+        };
         for p in sw.points {
             let result = check_point(&p, oldest, newest)
                 .and_then(|()| series.push(p, &self.res, &mut steps));
@@ -453,6 +473,10 @@ impl Store {
                     })
                 }
             }
+            self.after_steps(id, series, &mut steps, out);
+        }
+        if history {
+            steps.fit = series.catch_up(&self.res, &mut steps);
             self.after_steps(id, series, &mut steps, out);
         }
     }

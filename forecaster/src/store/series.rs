@@ -33,6 +33,10 @@ pub(crate) struct DetectSettings {
 pub(crate) struct StepOut {
     pub(crate) scores: Vec<StepScore>,
     pub(crate) fit: Option<FitRequest>,
+    /// Steps close as history: stored, not scored (a backfill); see [`Series::catch_up`].
+    pub(crate) history: bool,
+    /// Steps with a value closed as history since the last catch-up.
+    pub(crate) history_steps: u64,
 }
 
 impl Resolution {
@@ -220,8 +224,26 @@ impl Series {
         out
     }
 
+    /// After history was written (see [`StepOut::history`]): the one fit that catches the
+    /// model up with it, if one is due now.
+    pub(crate) fn catch_up(&mut self, res: &Resolution, out: &mut StepOut) -> Option<FitRequest> {
+        let d = res.detect.as_ref()?;
+        let steps = std::mem::take(&mut out.history_steps);
+        if steps == 0 {
+            return None;
+        }
+        let boundary = self.chunks.back()?.end_ms(res.step_ms);
+        self.detector
+            .get_or_insert_with(|| Box::new(SeriesDetector::new(&d.model)))
+            .catch_up(boundary, steps, &d.model, d.refit_every_ms)
+    }
+
     fn append(&mut self, slot_ms: i64, value: f64, res: &Resolution, out: &mut StepOut) {
         self.store_slot(slot_ms, value, res);
+        if out.history {
+            out.history_steps += u64::from(value.is_finite());
+            return;
+        }
         if let Some(d) = &res.detect {
             let det = self
                 .detector

@@ -282,3 +282,48 @@ fn fits_completed_later_give_the_same_scores_as_inline_fits() {
     assert_eq!(got.len(), want.len());
     assert_eq!(got, want);
 }
+
+#[test]
+fn history_is_fitted_once_then_live_steps_are_scored() {
+    let cfg = cfg(10);
+    let step = 60_000;
+    let n = 1440 * 3;
+    let base = NOW - (n as i64 + 10) * step;
+    let value = |i: usize| 50.0 + (i as f64 * std::f64::consts::TAU / 1440.0).sin() * 10.0;
+    let pts: Vec<(i64, f64)> = (0..n).map(|i| (base + i as i64 * step, value(i))).collect();
+    let store = Store::new(&cfg);
+    // Three days of history in chunks, as a backfill sends them: nothing is scored, and a fit
+    // asked for while another runs is run once, after it (not one per hour of history).
+    let mut jobs = std::collections::VecDeque::new();
+    for chunk in pts.chunks(1000) {
+        let out = store.write_history(gauge(labels("m", &[]), chunk), NOW);
+        assert!(out.scores.is_empty());
+        assert_eq!(out.accepted, chunk.len() as u64);
+        jobs.extend(out.fit_jobs);
+    }
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let mut fits = 0;
+    while let Some(job) = jobs.pop_front() {
+        let out = store.complete_fit(job);
+        assert!(out.scores.is_empty());
+        jobs.extend(out.fit_jobs);
+        fits += 1;
+    }
+    assert_eq!(
+        fits, 2,
+        "the first chunk's fit, then one on the whole history"
+    );
+    let id = store.select_ids(&Selector::parse("m").unwrap(), 10)[0];
+    let info = store.info_of(id).unwrap();
+    assert_eq!(
+        info.readiness.map(|r| r.state),
+        Some(crate::model::ReadinessState::Ready)
+    );
+    // Live steps after the history are scored with that fit.
+    let live: Vec<(i64, f64)> = (n..n + 5)
+        .map(|i| (base + i as i64 * step, value(i)))
+        .collect();
+    let out = store.write(gauge(labels("m", &[]), &live), NOW);
+    assert!(out.fit_jobs.is_empty());
+    assert_eq!(out.scores.len(), 5, "{out:?}");
+}

@@ -247,3 +247,60 @@ pub fn agent_binary() -> PathBuf {
     );
     agent
 }
+
+/// Wall-clock time, ms since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A snappy-compressed remote_write request with one sample of `name`, now.
+pub fn rw_body(name: &str) -> Vec<u8> {
+    use presage_forecaster::ingest::remote_write::{
+        Label, Sample, TimeSeries, WriteRequest, encode,
+    };
+    encode(&WriteRequest {
+        timeseries: vec![TimeSeries {
+            labels: vec![Label {
+                name: "__name__".into(),
+                value: name.into(),
+            }],
+            samples: vec![Sample {
+                value: 1.0,
+                timestamp: now_ms(),
+            }],
+            histograms: vec![],
+        }],
+        metadata: vec![],
+    })
+}
+
+/// An OTLP export of one gauge point of `name` (value 2), now.
+pub fn gauge(
+    name: &str,
+) -> opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
+    };
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: name.into(),
+                    data: Some(metric::Data::Gauge(Gauge {
+                        data_points: vec![NumberDataPoint {
+                            time_unix_nano: now_ms() as u64 * 1_000_000,
+                            value: Some(number_data_point::Value::AsDouble(2.0)),
+                            ..Default::default()
+                        }],
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
