@@ -48,6 +48,17 @@ struct Case {
     reason: &'static str,
 }
 
+/// A client that opens a new connection for every request. A refused body may be answered
+/// before it is read, and the server then closes the connection; a pooled client could send
+/// the next request on it and see a broken pipe.
+fn unpooled_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("http client")
+}
+
 async fn metric_value(client: &reqwest::Client, http: std::net::SocketAddr, prefix: &str) -> f64 {
     let text = metrics_text(client, http).await.expect("metrics");
     sample_value(&text, prefix).unwrap_or(0.0)
@@ -72,7 +83,7 @@ fn config() -> presage_config::ForecasterConfig {
 async fn remote_write_bad_input_table() {
     let running = start(config()).await;
     let http = running.http;
-    let client = client();
+    let client = unpooled_client();
     let now = now_ms();
     let m = |name: &'static str| [("__name__", name), ("job", "t")];
 
@@ -401,7 +412,7 @@ fn rejected_points(v: &Value) -> i64 {
 async fn otlp_http_bad_input_table() {
     let running = start(config()).await;
     let base = format!("http://{}/v1/metrics", running.otlp_http);
-    let client = client();
+    let client = unpooled_client();
     let now_ns = now_ms() * 1_000_000;
 
     struct HttpCase {
