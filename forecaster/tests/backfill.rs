@@ -396,73 +396,66 @@ async fn bad_sources_fail_clearly_with_nonzero_exit() {
     let nobody = format!("http://127.0.0.1:{}", free_port());
 
     // Nothing listens where Prometheus should be.
-    let out = run_cli(&[
-        "backfill",
-        "--prometheus",
-        &nobody,
-        "--match",
-        "up",
-        "--to",
-        &to,
-        "--retries",
-        "1",
-    ])
+    let refused_at_prometheus = format!("cannot reach Prometheus at {nobody}/");
+    refused(
+        &[
+            "backfill",
+            "--prometheus",
+            &nobody,
+            "--match",
+            "up",
+            "--to",
+            &to,
+            "--retries",
+            "1",
+        ],
+        1,
+        &[&refused_at_prometheus, "Connection refused"],
+    )
     .await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains(&format!("cannot reach Prometheus at {nobody}/"))
-            && stderr.contains("Connection refused"),
-        "{stderr}"
-    );
-
     // Nor where the daemon should be: found out before anything is pulled.
-    let out = run_cli(&[
-        "backfill",
-        "--prometheus",
-        &nobody,
-        "--match",
-        "up",
-        "--to",
-        &nobody,
-        "--retries",
-        "0",
-    ])
+    let refused_at_presage = format!("cannot reach presage at {nobody}/");
+    refused(
+        &[
+            "backfill",
+            "--prometheus",
+            &nobody,
+            "--match",
+            "up",
+            "--to",
+            &nobody,
+            "--retries",
+            "0",
+        ],
+        1,
+        &[&refused_at_presage, "presage serve"],
+    )
     .await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains(&format!("cannot reach presage at {nobody}/"))
-            && stderr.contains("presage serve"),
-        "{stderr}"
-    );
-
     // Arguments are checked before anything is sent.
-    let out = run_cli(&[
-        "backfill",
-        "--prometheus",
-        "prometheus:9090",
-        "--match",
-        "up",
-    ])
+    refused(
+        &[
+            "backfill",
+            "--prometheus",
+            "prometheus:9090",
+            "--match",
+            "up",
+        ],
+        2,
+        &["invalid value 'prometheus:9090' for '--prometheus <URL>'"],
+    )
     .await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("invalid value 'prometheus:9090' for '--prometheus <URL>'"),
-        "{stderr}"
-    );
-    let out = run_cli(&[
-        "backfill",
-        "--prometheus",
-        &nobody,
-        "--match",
-        "rate(up[5m])",
-    ])
+    refused(
+        &[
+            "backfill",
+            "--prometheus",
+            &nobody,
+            "--match",
+            "rate(up[5m])",
+        ],
+        2,
+        &["is not a series selector"],
+    )
     .await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("is not a series selector"), "{stderr}");
 
     // An invalid [[backfill]] entry is a configuration error, located, exit 64.
     let dir = tempfile::tempdir().expect("temp dir");
@@ -472,50 +465,58 @@ async fn bad_sources_fail_clearly_with_nonzero_exit() {
         "[[backfill]]\nprometheus = \"nope\"\nmatch = \"up\"\n",
     )
     .expect("write");
-    let out = run_cli(&["backfill", "--config", &bad.display().to_string()]).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(64), "{stderr}");
-    assert!(
-        stderr.contains(&format!("{}:2:1: `backfill[0].prometheus`", bad.display())),
-        "{stderr}"
-    );
+    let located = format!("{}:2:1: `backfill[0].prometheus`", bad.display());
+    refused(
+        &["backfill", "--config", &bad.display().to_string()],
+        64,
+        &[&located],
+    )
+    .await;
 
     // A real Prometheus that refuses the query: its own error, in its words.
     let data = dir.path().join("tsdb");
     let (_prometheus, url) = start_prometheus(dir.path(), &data).await;
-    let out = run_cli(&[
-        "backfill",
-        "--prometheus",
-        &url,
-        "--match",
-        "up offset 5m",
-        "--to",
-        &to,
-    ])
+    refused(
+        &[
+            "backfill",
+            "--prometheus",
+            &url,
+            "--match",
+            "up offset 5m",
+            "--to",
+            &to,
+        ],
+        1,
+        &["listing the series: Prometheus answered 400 Bad Request: bad_data:"],
+    )
     .await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("listing the series: Prometheus answered 400 Bad Request: bad_data:"),
-        "{stderr}"
-    );
-
     // And a selector nothing matches is not a silent success.
-    let out = run_cli(&[
-        "backfill",
-        "--prometheus",
-        &url,
-        "--match",
-        "no_such_metric",
-        "--to",
-        &to,
-    ])
+    refused(
+        &[
+            "backfill",
+            "--prometheus",
+            &url,
+            "--match",
+            "no_such_metric",
+            "--to",
+            &to,
+        ],
+        1,
+        &["no series match"],
+    )
     .await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("no series match"), "{stderr}");
 
     running.shutdown().await.expect("clean shutdown");
+}
+
+/// Runs `presage` with `args` and checks it exits with `code` and says each of `said` on stderr.
+async fn refused(args: &[&str], code: i32, said: &[&str]) {
+    let out = run_cli(args).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+    for s in said {
+        assert!(stderr.contains(s), "{args:?}: no {s:?} in {stderr}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
