@@ -91,23 +91,6 @@ repeat_interval = "1h"
     start(cfg).await
 }
 
-/// Where a replay of `n` steps ending about now starts: on an hour, so the hourly refits fall
-/// on the same steps of the data in every run and the run is deterministic.
-fn start_of_replay(n: usize) -> i64 {
-    const HOUR_MS: i64 = 3_600_000;
-    (now_ms() - (n as i64 + 5) * STEP_MS - HOUR_MS) / HOUR_MS * HOUR_MS
-}
-
-fn labels(pairs: &[(&str, &str)]) -> Vec<Label> {
-    pairs
-        .iter()
-        .map(|(n, v)| Label {
-            name: n.to_string(),
-            value: v.to_string(),
-        })
-        .collect()
-}
-
 /// A series to replay: its labels and `(ms, value)` points.
 type Replayed = (Vec<Label>, Vec<(i64, f64)>);
 

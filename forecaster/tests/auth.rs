@@ -8,7 +8,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -272,39 +272,24 @@ async fn without_auth_nothing_is_guarded() {
 }
 
 fn start_agent(dir: &Path, name: &str, protocol: &str, endpoint: &str, token_file: &Path) -> Peer {
-    let program = agent_binary();
-    let log = dir.join(format!("{name}.log"));
-    let file = std::fs::File::create(&log).expect("agent log file");
-    let child = Command::new(&program)
-        .args([
-            "--endpoint",
-            endpoint,
-            "--protocol",
-            protocol,
-            "--interval",
-            "1s",
-        ])
-        .arg("--state-dir")
-        .arg(dir.join(format!("{name}-state")))
-        .arg("--telemetry")
-        .arg(format!("127.0.0.1:{}", free_port()))
-        .arg("--token-file")
-        .arg(token_file)
-        .args(["--service-name", name])
-        .current_dir(dir)
-        .env_remove("PRESAGE_AGENT_CONFIG")
-        .env_remove("OTEL_SERVICE_NAME")
-        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().expect("log handle"))
-        .stderr(file)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-    Peer {
-        child,
-        log,
-        name: name.to_string(),
-    }
+    let args = [
+        "--endpoint",
+        endpoint,
+        "--protocol",
+        protocol,
+        "--interval",
+        "1s",
+        "--state-dir",
+        &dir.join(format!("{name}-state")).display().to_string(),
+        "--telemetry",
+        &format!("127.0.0.1:{}", free_port()),
+        "--token-file",
+        &token_file.display().to_string(),
+        "--service-name",
+        name,
+    ]
+    .map(String::from);
+    Peer::spawn_agent(name, &args, dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

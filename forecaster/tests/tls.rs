@@ -8,7 +8,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -513,7 +513,6 @@ fn start_agent(
     ca: &Path,
     client: Option<(&PathBuf, &PathBuf)>,
 ) -> Peer {
-    let program = agent_binary();
     let mut config = format!(
         "[agent]\nendpoint = {endpoint:?}\nprotocol = {protocol:?}\ninterval = \"1s\"\n\
          tls_ca_file = {:?}\nstate_dir = {:?}\ntelemetry = \"127.0.0.1:{}\"\nservice_name = {name:?}\n",
@@ -530,25 +529,11 @@ fn start_agent(
     }
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, config).expect("agent configuration");
-    let log = dir.join(format!("{name}.log"));
-    let file = std::fs::File::create(&log).expect("agent log file");
-    let child = Command::new(&program)
-        .arg("--config")
-        .arg(&path)
-        .current_dir(dir)
-        .env_remove("PRESAGE_AGENT_CONFIG")
-        .env_remove("OTEL_SERVICE_NAME")
-        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().expect("log handle"))
-        .stderr(file)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-    Peer {
-        child,
-        log,
-        name: name.to_string(),
-    }
+    Peer::spawn_agent(
+        name,
+        &["--config".to_string(), path.display().to_string()],
+        dir,
+    )
 }
 
 /// Waits until the agent's host metrics can be read through the API; panics with the agent's

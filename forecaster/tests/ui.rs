@@ -17,23 +17,6 @@ const STEP_MS: i64 = 60_000;
 /// How long one Chromium run may take before the test gives up on it.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// Where a replay of `n` steps ending about now starts: on an hour, so the hourly refits fall on
-/// the same steps of the data in every run.
-fn start_of_replay(n: usize) -> i64 {
-    const HOUR_MS: i64 = 3_600_000;
-    (now_ms() - (n as i64 + 5) * STEP_MS - HOUR_MS) / HOUR_MS * HOUR_MS
-}
-
-fn labels(pairs: &[(&str, &str)]) -> Vec<Label> {
-    pairs
-        .iter()
-        .map(|(n, v)| Label {
-            name: n.to_string(),
-            value: v.to_string(),
-        })
-        .collect()
-}
-
 fn noise(i: usize) -> f64 {
     let x =
         (i as u64 ^ 0x5eed_u64.wrapping_mul(0x9E37_79B9)).wrapping_mul(6_364_136_223_846_793_005);

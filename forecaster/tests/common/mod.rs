@@ -106,16 +106,34 @@ pub struct Peer {
 
 impl Peer {
     pub fn spawn(name: &str, program: &Path, args: &[String], dir: &Path) -> Peer {
+        Self::start(name, Command::new(program).args(args), dir)
+    }
+
+    /// The `presage-agent` binary (see [`agent_binary`]) with `args`, without the environment
+    /// variables that would configure it from outside the test.
+    pub fn spawn_agent(name: &str, args: &[String], dir: &Path) -> Peer {
+        Self::start(
+            name,
+            Command::new(agent_binary())
+                .args(args)
+                .env_remove("PRESAGE_AGENT_CONFIG")
+                .env_remove("OTEL_SERVICE_NAME")
+                .env_remove("OTEL_RESOURCE_ATTRIBUTES"),
+            dir,
+        )
+    }
+
+    /// Starts `command` in `dir`, its output going to `<dir>/<name>.log`.
+    fn start(name: &str, command: &mut Command, dir: &Path) -> Peer {
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("peer log file");
-        let child = Command::new(program)
-            .args(args)
+        let child = command
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log handle"))
             .stderr(file)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name} ({}): {e}", program.display()));
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         Peer {
             child,
             log,
@@ -303,4 +321,22 @@ pub fn gauge(
             ..Default::default()
         }],
     }
+}
+
+/// Where a replay of `n` one-minute steps ending about now starts: on an hour, so the hourly
+/// refits fall on the same steps of the data in every run and the run is deterministic.
+pub fn start_of_replay(n: usize) -> i64 {
+    const HOUR_MS: i64 = 3_600_000;
+    (now_ms() - (n as i64 + 5) * 60_000 - HOUR_MS) / HOUR_MS * HOUR_MS
+}
+
+/// remote_write labels from `(name, value)` pairs.
+pub fn labels(pairs: &[(&str, &str)]) -> Vec<presage_forecaster::ingest::remote_write::Label> {
+    pairs
+        .iter()
+        .map(|(n, v)| presage_forecaster::ingest::remote_write::Label {
+            name: n.to_string(),
+            value: v.to_string(),
+        })
+        .collect()
 }
