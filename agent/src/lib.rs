@@ -12,3 +12,5 @@ mod scrape;
 mod telemetry;
 
 pub use agent::{Error, RunningAgent, start, start_with_env, termination_signal};
+#[doc(hidden)]
+pub use scrape::parser::scrape_to_requests;

@@ -115,10 +115,30 @@ impl LabelMatcher {
     }
 }
 
+/// `s` as a PromQL double-quoted string.
+fn quoted(s: &str) -> String {
+    let escaped = s
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
+    format!("\"{escaped}\"")
+}
+
 impl std::fmt::Display for LabelMatcher {
+    /// PromQL syntax that parses back to the same matcher: a label name that is not a plain
+    /// identifier (`service.name`, as OTLP attributes give) is quoted.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let escaped = self.value.replace('\\', "\\\\").replace('"', "\\\"");
-        write!(f, "{}{}\"{}\"", self.name, self.kind.symbol(), escaped)
+        let mut chars = self.name.chars();
+        let plain = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if plain {
+            f.write_str(&self.name)?;
+        } else {
+            f.write_str(&quoted(&self.name))?;
+        }
+        write!(f, "{}{}", self.kind.symbol(), quoted(&self.value))
     }
 }
 

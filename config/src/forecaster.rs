@@ -366,6 +366,18 @@ pub struct LimitsConfig {
     pub max_log_streams: usize,
     /// Log records kept per stream; the oldest go first.
     pub log_records_per_stream: usize,
+    /// Most ingest requests (remote_write, OTLP/HTTP and OTLP/gRPC together) processed at
+    /// once. Requests past it are shed at once: HTTP 429 with `Retry-After`, gRPC
+    /// `RESOURCE_EXHAUSTED`.
+    pub max_concurrent_ingest_requests: usize,
+    /// Most ingest bytes held at once over all ingest requests: request bodies as they are
+    /// read plus their decompressed form. A request that would pass it is shed like one past
+    /// `max_concurrent_ingest_requests`. At least `max_request_body + max_decompressed_body`,
+    /// so that any single valid request fits.
+    pub max_inflight_ingest_bytes: ByteSize,
+    /// Most concurrent HTTP/2 streams (requests) on one OTLP/gRPC connection; further
+    /// requests wait in the client. HTTP/1.1 connections carry one request at a time.
+    pub max_streams_per_connection: u32,
 }
 
 impl Default for LimitsConfig {
@@ -380,6 +392,9 @@ impl Default for LimitsConfig {
             max_future_skew: Duration::from_secs(10 * 60),
             max_log_streams: 10_000,
             log_records_per_stream: 1_000,
+            max_concurrent_ingest_requests: 64,
+            max_inflight_ingest_bytes: ByteSize::mib(256),
+            max_streams_per_connection: 32,
         }
     }
 }
@@ -394,6 +409,37 @@ pub struct StorageConfig {
     /// than this (by the daemon's clock) are rejected as too old.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// Keep series, history, fitted models and log templates on disk (under `dir`/db), so a
+    /// restart, even after a crash, resumes where the daemon stopped, without refitting.
+    /// `false` keeps everything in memory only (alert state is kept on disk either way).
+    pub durable: bool,
+    /// When ingest is acknowledged, with `durable`: `always` answers a write only once it is
+    /// in the journal and the journal is flushed to the device (concurrent writes share one
+    /// flush); `interval` answers once it is in the journal (safe from a crash of the daemon)
+    /// and flushes to the device every `fsync_interval` (a power loss can lose that much);
+    /// `never` leaves flushing to the operating system.
+    pub fsync: FsyncPolicy,
+    /// How often the journal is flushed to the device with `fsync = "interval"`.
+    #[serde(with = "humantime_serde")]
+    pub fsync_interval: Duration,
+    /// How often the state of changed series (open chunks, detectors, new models) is written
+    /// to disk, after which the journal before it is dropped. A restart replays at most this
+    /// much of the journal.
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+}
+
+/// When an acknowledged write reaches the device; see [`StorageConfig::fsync`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncPolicy {
+    /// Flush before answering.
+    #[default]
+    Always,
+    /// Flush every `fsync_interval`.
+    Interval,
+    /// Let the operating system decide.
+    Never,
 }
 
 impl Default for StorageConfig {
@@ -401,6 +447,10 @@ impl Default for StorageConfig {
         Self {
             dir: PathBuf::from("presage-data"),
             retention: Duration::from_secs(14 * 24 * 3600),
+            durable: true,
+            fsync: FsyncPolicy::Always,
+            fsync_interval: Duration::from_secs(1),
+            checkpoint_interval: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -778,6 +828,32 @@ impl Document for ForecasterConfig {
                 "label name and value lengths must be at least 1",
             ));
         }
+        if l.max_concurrent_ingest_requests < 1 {
+            p.push(Problem::new(
+                "limits.max_concurrent_ingest_requests",
+                "must be at least 1",
+            ));
+        }
+        let one_request = l
+            .max_request_body
+            .bytes()
+            .saturating_add(l.max_decompressed_body.bytes());
+        if l.max_inflight_ingest_bytes.bytes() < one_request {
+            p.push(Problem::new(
+                "limits.max_inflight_ingest_bytes",
+                format!(
+                    "must be at least limits.max_request_body + limits.max_decompressed_body \
+                     ({} + {}), or no request of the largest size could ever be taken",
+                    l.max_request_body, l.max_decompressed_body
+                ),
+            ));
+        }
+        if l.max_streams_per_connection < 1 {
+            p.push(Problem::new(
+                "limits.max_streams_per_connection",
+                "must be at least 1",
+            ));
+        }
 
         let step = self.model.step;
         if step < Duration::from_secs(1) || step > Duration::from_secs(3600) {
@@ -840,6 +916,20 @@ impl Document for ForecasterConfig {
         }
         if self.storage.dir.as_os_str().is_empty() {
             p.push(Problem::new("storage.dir", "must not be empty"));
+        }
+        let fsync_interval = self.storage.fsync_interval;
+        if fsync_interval < Duration::from_millis(10) || fsync_interval > Duration::from_secs(60) {
+            p.push(Problem::new(
+                "storage.fsync_interval",
+                "must be between 10ms and 60s",
+            ));
+        }
+        let checkpoint = self.storage.checkpoint_interval;
+        if checkpoint < Duration::from_secs(1) || checkpoint > Duration::from_secs(3600) {
+            p.push(Problem::new(
+                "storage.checkpoint_interval",
+                "must be between 1s and 1h",
+            ));
         }
         for (i, sel) in self.model.export_match.iter().enumerate() {
             if let Err(e) = check_selector(sel) {

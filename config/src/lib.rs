@@ -32,9 +32,9 @@ pub use alerting::{
 };
 pub use error::{ConfigErrors, Error, Problem, Result};
 pub use forecaster::{
-    AuthConfig, BackfillConfig, DEFAULT_BACKFILL_CONCURRENCY, ForecasterConfig, IngestConfig,
-    LimitsConfig, LogPatternsConfig, MIN_TOKEN_LENGTH, ModelConfig, ServerConfig, StorageConfig,
-    TlsConfig, TlsMaterial, TokenKind,
+    AuthConfig, BackfillConfig, DEFAULT_BACKFILL_CONCURRENCY, ForecasterConfig, FsyncPolicy,
+    IngestConfig, LimitsConfig, LogPatternsConfig, MIN_TOKEN_LENGTH, ModelConfig, ServerConfig,
+    StorageConfig, TlsConfig, TlsMaterial, TokenKind,
 };
 pub use load::Document;
 pub use units::ByteSize;

@@ -86,6 +86,49 @@ fn semantic_errors_point_at_the_key() {
 }
 
 #[test]
+fn ingest_admission_limits_have_defaults_and_are_checked() {
+    let l = ForecasterConfig::default().limits;
+    assert_eq!(l.max_concurrent_ingest_requests, 64);
+    assert_eq!(l.max_inflight_ingest_bytes, ByteSize::mib(256));
+    assert_eq!(l.max_streams_per_connection, 32);
+
+    let cfg = ForecasterConfig::from_toml(
+        "[limits]\nmax_concurrent_ingest_requests = 8\nmax_inflight_ingest_bytes = \"100MiB\"\n\
+         max_streams_per_connection = 4\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(cfg.limits.max_concurrent_ingest_requests, 8);
+    assert_eq!(cfg.limits.max_inflight_ingest_bytes, ByteSize::mib(100));
+    assert_eq!(cfg.limits.max_streams_per_connection, 4);
+
+    let got =
+        problems("[limits]\nmax_concurrent_ingest_requests = 0\nmax_streams_per_connection = 0\n");
+    assert_eq!(
+        got,
+        vec![
+            "2:1: `limits.max_concurrent_ingest_requests`: must be at least 1".to_string(),
+            "3:1: `limits.max_streams_per_connection`: must be at least 1".to_string(),
+        ]
+    );
+    // One request of the largest size (16MiB body, 64MiB decompressed) must fit.
+    let got = problems("[limits]\nmax_inflight_ingest_bytes = \"79MiB\"\n");
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(
+        got[0].starts_with("2:1: `limits.max_inflight_ingest_bytes`: must be at least"),
+        "{}",
+        got[0]
+    );
+    assert!(
+        ForecasterConfig::from_toml(
+            "[limits]\nmax_inflight_ingest_bytes = \"80MiB\"\n",
+            "t.toml"
+        )
+        .is_ok()
+    );
+}
+
+#[test]
 fn conflicting_addresses_are_rejected() {
     let got = problems("[server]\nhttp = \"127.0.0.1:4318\"\n");
     assert_eq!(got.len(), 1);

@@ -20,7 +20,7 @@ use crate::ingest::{RejectReason, WriteBatch};
 use crate::logpatterns::LogPatterns;
 use crate::signals::SignalSource;
 use crate::store::logs::LogBuffer;
-use crate::store::{FitJob, SeriesId, Store, WriteOutcome};
+use crate::store::{CheckpointStats, Durable, FitJob, RestoreStats, SeriesId, Store, WriteOutcome};
 use crate::telemetry::{Protocol, Telemetry};
 
 /// The daemon's clock: the wall clock, or a fixed instant in tests. Only used to bound
@@ -55,6 +55,9 @@ pub struct LogsOutcome {
     pub rejected: u64,
     /// Why, for the client.
     pub message: Option<String>,
+    /// The journal position of the line counts this export produced (see
+    /// [`WriteOutcome::journal_pos`]).
+    pub journal_pos: u64,
 }
 
 fn escape(v: &str) -> String {
@@ -109,12 +112,164 @@ pub struct App {
     alerting: OnceLock<AlertingHandle>,
     /// Event time: the newest scored step (ms), watched by the rule evaluator.
     event_time: watch::Sender<i64>,
+    /// The store on disk, when `storage.durable`.
+    durable: Option<Durable>,
+    /// Serialises checkpoints (the periodic one and the one at shutdown).
+    checkpointing: Mutex<()>,
+    store_metrics: Mutex<StoreMetrics>,
 }
 
+/// What the durable store did, for `/metrics`.
+#[derive(Debug, Default)]
+struct StoreMetrics {
+    restore: RestoreStats,
+    restore_seconds: f64,
+    checkpoints_ok: u64,
+    checkpoints_failed: u64,
+    checkpoint_bytes: u64,
+    last_checkpoint_seconds: f64,
+    last_checkpoint_unix: f64,
+    disk_bytes: u64,
+}
+
+/// Key of the log miner's state in the store's `meta` keyspace.
+const LOG_PATTERNS_KEY: &str = "log_patterns";
+
 impl App {
-    /// Builds the state for `config`.
+    /// Builds the state for `config`, in memory only (whatever `storage.durable` says).
     pub fn new(config: ForecasterConfig, clock: Clock) -> Arc<Self> {
-        let store = Store::new(&config);
+        Self::build(config, clock, None)
+    }
+
+    /// Builds the state for `config` and, with `storage.durable`, opens the store in
+    /// `storage.dir`/db and loads what it holds: series, history, models and log templates as
+    /// the last checkpoint left them, then the journal after it. Fits that were running are
+    /// queued again; nothing else is refitted.
+    pub fn open(config: ForecasterConfig, clock: Clock) -> anyhow::Result<Arc<Self>> {
+        use anyhow::Context as _;
+        if !config.storage.durable {
+            return Ok(Self::new(config, clock));
+        }
+        let path = config.storage.dir.join("db");
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("cannot create the store directory {}", path.display()))?;
+        let step_ms = i64::try_from(config.model.step.as_millis()).unwrap_or(60_000);
+        let started = std::time::Instant::now();
+        let durable = Durable::open(
+            &path,
+            step_ms,
+            config.storage.fsync,
+            config.storage.fsync_interval,
+        )?;
+        let app = Self::build(config, clock, Some(durable));
+        let stats = app.restore()?;
+        app.store_metrics.lock().restore_seconds = started.elapsed().as_secs_f64();
+        tracing::info!(
+            series = stats.series,
+            models = stats.models,
+            journal_entries = stats.journal_entries,
+            journal_points = stats.journal_points,
+            seconds = started.elapsed().as_secs_f64(),
+            path = %path.display(),
+            "store loaded"
+        );
+        if stats.journal_errors > 0 {
+            tracing::error!(
+                entries = stats.journal_errors,
+                "unreadable journal entries were skipped"
+            );
+        }
+        Ok(app)
+    }
+
+    fn restore(&self) -> anyhow::Result<RestoreStats> {
+        let Some(db) = &self.durable else {
+            return Ok(RestoreStats::default());
+        };
+        if let Some(bytes) = db.meta.get(LOG_PATTERNS_KEY)?
+            && let Err(e) = self.log_patterns.restore(&bytes)
+        {
+            tracing::error!(error = %e, "saved log templates unreadable; mining starts afresh");
+        }
+        let (stats, mut out) = self.store.restore(db, self.clock.now_ms())?;
+        self.after(&mut out);
+        self.store_metrics.lock().restore = stats;
+        Ok(stats)
+    }
+
+    /// Writes a checkpoint (blocking: call it off the async threads). `None` without a
+    /// durable store.
+    pub fn checkpoint(&self) -> anyhow::Result<Option<CheckpointStats>> {
+        let Some(db) = &self.durable else {
+            return Ok(None);
+        };
+        let _one_at_a_time = self.checkpointing.lock();
+        let started = std::time::Instant::now();
+        let patterns = self.log_patterns.snapshot();
+        let result = self.store.checkpoint(db, &[(LOG_PATTERNS_KEY, patterns)]);
+        let seconds = started.elapsed().as_secs_f64();
+        let mut m = self.store_metrics.lock();
+        m.disk_bytes = db.disk_bytes();
+        let stats = match result {
+            Ok(stats) => stats,
+            Err(e) => {
+                m.checkpoints_failed += 1;
+                return Err(e.into());
+            }
+        };
+        m.checkpoints_ok += 1;
+        m.checkpoint_bytes += stats.bytes;
+        m.last_checkpoint_seconds = seconds;
+        m.last_checkpoint_unix = self.clock.now_ms() as f64 / 1000.0;
+        drop(m);
+        tracing::debug!(
+            series = stats.series,
+            chunks = stats.chunks,
+            models = stats.models,
+            bytes = stats.bytes,
+            seconds,
+            "checkpoint written"
+        );
+        Ok(Some(stats))
+    }
+
+    /// Journal bytes written since the last checkpoint (0 without a durable store).
+    pub fn journal_backlog(&self) -> u64 {
+        self.durable.as_ref().map_or(0, Durable::journal_backlog)
+    }
+
+    /// A last checkpoint, then the store is closed. Writes after it are not journaled.
+    pub fn close_store(&self) -> anyhow::Result<()> {
+        if self.durable.is_some() {
+            self.checkpoint()?;
+        }
+        if let Some(db) = &self.durable {
+            db.close();
+        }
+        Ok(())
+    }
+
+    /// Resolves once the write that produced `out` is durable under `storage.fsync` (at once
+    /// without a durable store). An error means it may not be: answer the client with a
+    /// retryable error.
+    pub async fn durable(&self, out: &WriteOutcome) -> Result<(), String> {
+        self.durable_at(out.journal_pos).await
+    }
+
+    /// Resolves once the journal is durable up to `pos` (a write's `journal_pos`; 0: nothing
+    /// was journaled).
+    pub async fn durable_at(&self, pos: u64) -> Result<(), String> {
+        match &self.durable {
+            Some(db) if pos > 0 => db.wait_committed(pos).await,
+            _ => Ok(()),
+        }
+    }
+
+    fn build(config: ForecasterConfig, clock: Clock, durable: Option<Durable>) -> Arc<Self> {
+        let mut store = Store::new(&config);
+        if let Some(db) = &durable {
+            store = store.with_durable(db);
+        }
         let logs = LogBuffer::new(
             config.limits.max_log_streams,
             config.limits.log_records_per_stream,
@@ -173,6 +328,9 @@ impl App {
             clock,
             config,
             ready: AtomicBool::new(false),
+            durable,
+            checkpointing: Mutex::new(()),
+            store_metrics: Mutex::new(StoreMetrics::default()),
         })
     }
 
@@ -291,6 +449,7 @@ impl App {
             .store
             .latest_scores(&self.export, self.config.model.export_limit);
         let mut out = String::with_capacity(rows.len() * 256);
+        self.render_store_metrics(&mut out);
         self.render_breach_etas(&mut out);
         if rows.is_empty() {
             return out;
@@ -400,6 +559,71 @@ impl App {
                 );
             }
         }
+    }
+
+    /// The durable store's figures, in Prometheus text format (empty without one).
+    fn render_store_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        if self.durable.is_none() {
+            return;
+        }
+        let m = self.store_metrics.lock();
+        let mut family = |name: &str, kind: &str, help: &str, rows: &[(&str, f64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (labels, v) in rows {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        family(
+            "presage_store_checkpoints_total",
+            "counter",
+            "Checkpoints written to the durable store, by result.",
+            &[
+                ("{result=\"ok\"}", m.checkpoints_ok as f64),
+                ("{result=\"error\"}", m.checkpoints_failed as f64),
+            ],
+        );
+        family(
+            "presage_store_checkpoint_bytes_total",
+            "counter",
+            "Bytes of series state written by checkpoints.",
+            &[("", m.checkpoint_bytes as f64)],
+        );
+        family(
+            "presage_store_last_checkpoint_seconds",
+            "gauge",
+            "How long the last checkpoint took.",
+            &[("", m.last_checkpoint_seconds)],
+        );
+        family(
+            "presage_store_last_checkpoint_timestamp_seconds",
+            "gauge",
+            "When the last checkpoint finished (Unix time).",
+            &[("", m.last_checkpoint_unix)],
+        );
+        family(
+            "presage_store_disk_bytes",
+            "gauge",
+            "Bytes the durable store uses on disk, as of the last checkpoint.",
+            &[("", m.disk_bytes as f64)],
+        );
+        family(
+            "presage_store_restore_seconds",
+            "gauge",
+            "How long loading the store took at start-up.",
+            &[("", m.restore_seconds)],
+        );
+        family(
+            "presage_store_restored",
+            "gauge",
+            "What start-up loaded: series and baselines from the checkpoint, points replayed from the journal.",
+            &[
+                ("{what=\"series\"}", m.restore.series as f64),
+                ("{what=\"models\"}", m.restore.models as f64),
+                ("{what=\"journal_points\"}", m.restore.journal_points as f64),
+            ],
+        );
     }
 
     /// The alerting service's counters, in Prometheus text format (empty without a service).
@@ -552,9 +776,11 @@ impl App {
                 self.advance_event_time(newest.min(self.clock.now_ms()));
             }
         }
-        if !mined.batch.series.is_empty() {
-            self.write(protocol, mined.batch);
-        }
+        let journal_pos = if mined.batch.series.is_empty() {
+            0
+        } else {
+            self.write(protocol, mined.batch).journal_pos
+        };
         let out = self.logs.write(batch.streams);
         self.telemetry
             .record_logs(protocol, &out, batch.rejected, self.logs.stream_count());
@@ -571,6 +797,7 @@ impl App {
             accepted: out.accepted,
             rejected,
             message,
+            journal_pos,
         }
     }
 

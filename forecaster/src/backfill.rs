@@ -178,6 +178,8 @@ pub enum Sink {
         retention: Option<Duration>,
         /// Retries of a failed request.
         retries: u32,
+        /// Bearer token sent with each request (the daemon's ingest token), if any.
+        token: Option<String>,
     },
 }
 
@@ -356,7 +358,7 @@ impl Stats {
 
 /// A failed request, after its retries.
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     /// No answer: connection refused, DNS, timeout.
     Unreachable(String),
     /// An answer that is an error.
@@ -412,7 +414,7 @@ fn retryable(status: StatusCode) -> bool {
         || status == StatusCode::REQUEST_TIMEOUT
 }
 
-fn snippet(body: &[u8]) -> String {
+pub(crate) fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
     match text.char_indices().nth(300) {
@@ -423,7 +425,7 @@ fn snippet(body: &[u8]) -> String {
 
 /// Sends the request `make` builds, retrying transport failures and retryable statuses.
 /// Returns the status and body of the first answer that is not retried.
-async fn send(
+pub(crate) async fn send(
     what: &str,
     retries: u32,
     make: impl Fn() -> reqwest::RequestBuilder,
@@ -707,15 +709,18 @@ impl Prometheus {
 }
 
 /// What one write did.
-struct Written {
-    stored: u64,
-    refused: u64,
-    first_refusal: Option<String>,
+pub(crate) struct Written {
+    /// Samples stored.
+    pub(crate) stored: u64,
+    /// Samples refused.
+    pub(crate) refused: u64,
+    /// The first refusal, in the store's words.
+    pub(crate) first_refusal: Option<String>,
 }
 
 impl Sink {
     /// The oldest timestamp worth sending (ms), when the daemon's retention is known.
-    fn oldest_kept(&self) -> Option<i64> {
+    pub(crate) fn oldest_kept(&self) -> Option<i64> {
         match self {
             Sink::Store(app) => {
                 let retention = i64::try_from(app.config.storage.retention.as_millis()).ok()?;
@@ -737,7 +742,7 @@ impl Sink {
         }
     }
 
-    async fn write(&self, req: WriteRequest) -> Result<Written, anyhow::Error> {
+    pub(crate) async fn write(&self, req: WriteRequest) -> Result<Written, anyhow::Error> {
         let n: u64 = req.timeseries.iter().map(|t| t.samples.len() as u64).sum();
         match self {
             Sink::Store(app) => {
@@ -759,18 +764,23 @@ impl Sink {
                 client,
                 url,
                 retries,
+                token,
                 ..
             } => {
                 let body = remote_write::encode(&req);
                 let what = format!("writing to presage at {url}");
                 let (status, answer) = send(&what, *retries, || {
-                    client
+                    let req = client
                         .post(url.clone())
                         .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
                         .header(reqwest::header::CONTENT_ENCODING, "snappy")
                         .header("X-Prometheus-Remote-Write-Version", "0.1.0")
                         .header(crate::api::HISTORY_HEADER, "true")
-                        .body(body.clone())
+                        .body(body.clone());
+                    match token {
+                        Some(t) => req.bearer_auth(t),
+                        None => req,
+                    }
                 })
                 .await
                 .map_err(|f| anyhow!("{f}"))?;
@@ -804,7 +814,7 @@ impl Sink {
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -920,13 +930,14 @@ impl Shared {
 }
 
 /// Shows progress until dropped, then prints the last state.
-struct Reporter {
+pub(crate) struct Reporter {
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Reporter {
-    fn start(mode: Progress, shared: Arc<Shared>, started: Instant) -> Self {
+    /// Shows the line `line` builds, as `mode` says.
+    pub(crate) fn start(mode: Progress, line: impl Fn() -> String + Send + 'static) -> Self {
         let (stop, mut stopped) = watch::channel(false);
         let tty = std::io::stderr().is_terminal();
         let every = match mode {
@@ -943,7 +954,7 @@ impl Reporter {
                     _ = tick.tick() => false,
                     _ = stopped.changed() => true,
                 };
-                let line = shared.stats.progress_line(started);
+                let line = line();
                 match mode {
                     Progress::Stderr if tty => {
                         let mut err = std::io::stderr().lock();
@@ -968,7 +979,8 @@ impl Reporter {
         }
     }
 
-    async fn finish(mut self) {
+    /// Stops, after showing the last state.
+    pub(crate) async fn finish(mut self) {
         let _ = self.stop.send(true);
         if let Some(task) = self.task.take() {
             let _ = task.await;
@@ -1034,7 +1046,10 @@ pub async fn run(plan: Plan, sink: Sink, progress: Progress) -> anyhow::Result<S
     if let Some(t) = shared.telemetry() {
         t.backfill_series_found(total);
     }
-    let reporter = Reporter::start(progress, shared.clone(), started);
+    let reporter = Reporter::start(progress, {
+        let shared = shared.clone();
+        move || shared.stats.progress_line(started)
+    });
 
     // At most `concurrency` series in flight: a permit is taken before a task is spawned, so
     // a selector matching 100,000 series does not spawn 100,000 tasks.
@@ -1245,20 +1260,26 @@ pub struct Command {
 
 /// The daemon's settings that matter to a backfill, from its `/api/v1/status`.
 #[derive(Debug, Clone, Copy)]
-struct DaemonSettings {
-    step: Option<Duration>,
-    retention: Option<Duration>,
+pub(crate) struct DaemonSettings {
+    /// `model.step`.
+    pub(crate) step: Option<Duration>,
+    /// `storage.retention`.
+    pub(crate) retention: Option<Duration>,
 }
 
 /// Checks that a Presage daemon answers at `to` and reads its step and retention.
-async fn daemon_settings(
+pub(crate) async fn daemon_settings(
     client: &reqwest::Client,
     to: &Url,
     retries: u32,
+    token: Option<&str>,
 ) -> anyhow::Result<DaemonSettings> {
     let url = format!("{}/api/v1/status", to.as_str().trim_end_matches('/'));
     let what = "GET /api/v1/status";
-    let (status, body) = send(what, retries, || client.get(&url))
+    let (status, body) = send(what, retries, || match token {
+        Some(t) => client.get(&url).bearer_auth(t),
+        None => client.get(&url),
+    })
         .await
         .map_err(|f| match f {
             Failure::Unreachable(m) => anyhow!(
@@ -1287,7 +1308,7 @@ async fn daemon_settings(
 /// endpoint. One summary per source (the command line's, or each `[[backfill]]` entry).
 pub async fn command(cmd: Command) -> anyhow::Result<Vec<Summary>> {
     let client = http_client(cmd.timeout)?;
-    let daemon = daemon_settings(&client, &cmd.to, cmd.retries).await?;
+    let daemon = daemon_settings(&client, &cmd.to, cmd.retries, None).await?;
     let write_url = Url::parse(&format!(
         "{}/api/v1/write",
         cmd.to.as_str().trim_end_matches('/')
@@ -1298,6 +1319,7 @@ pub async fn command(cmd: Command) -> anyhow::Result<Vec<Summary>> {
         url: write_url,
         retention: daemon.retention,
         retries: cmd.retries,
+        token: None,
     };
     let retention = daemon
         .retention

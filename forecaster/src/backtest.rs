@@ -5,8 +5,12 @@
 //! score depends only on that row and the rows before it: the score of a step is known once
 //! the step is complete, and a row that is not the last of its step gets the score of the
 //! previous step.
+//!
+//! [`backtest_rules`] replays history (Parquet files as `presage export` writes them) through
+//! the same store and detector, the daemon's signal source and its rule evaluator, and reports
+//! when each rule would have fired (`presage backtest --rules CONFIG --history DIR`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
@@ -200,6 +204,332 @@ pub fn csv_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// One stretch of a rule firing on one series.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Firing {
+    /// Event time it started firing (ms).
+    pub start_ms: i64,
+    /// Event time it resolved (ms); `None` when it was still firing at the end of the history.
+    pub end_ms: Option<i64>,
+    /// The alert's labels.
+    pub labels: BTreeMap<String, String>,
+    /// The first line of its explanation, as it fired.
+    pub explanation: String,
+}
+
+/// What one rule would have done.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RuleOutcome {
+    /// The rule's name.
+    pub name: String,
+    /// Its kind.
+    pub kind: String,
+    /// Built in rather than configured.
+    pub builtin: bool,
+    /// Its firings, in the order they started.
+    pub firings: Vec<Firing>,
+}
+
+/// What `presage backtest --rules` found.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RulesReport {
+    /// Series replayed.
+    pub series: u64,
+    /// Samples replayed.
+    pub samples: u64,
+    /// Event time of the first and last sample (ms), when there was any.
+    pub first_ms: Option<i64>,
+    /// See `first_ms`.
+    pub last_ms: Option<i64>,
+    /// The resampling step, in seconds.
+    pub step_seconds: f64,
+    /// Every rule in effect, in the configuration's order (built-in ones first).
+    pub rules: Vec<RuleOutcome>,
+}
+
+/// Follows alerts across evaluations and records when each fired and resolved.
+#[derive(Default)]
+struct FiringLog {
+    firings: Vec<(String, Firing)>,
+    /// Fingerprint → index of its firing still open.
+    open: HashMap<String, usize>,
+}
+
+impl FiringLog {
+    fn observe(&mut self, evaluator: &presage_alerting::lifecycle::Evaluator) {
+        use presage_alerting::AlertState;
+        for (alert, _) in evaluator.alerts() {
+            let open = self.open.get(&alert.fingerprint).copied();
+            match alert.state {
+                AlertState::Firing => {
+                    let start = alert.fired_at_ms.unwrap_or(alert.active_since_ms);
+                    if open.is_some_and(|i| self.firings[i].1.start_ms == start) {
+                        continue;
+                    }
+                    if let Some(i) = open {
+                        self.firings[i].1.end_ms = Some(start);
+                    }
+                    let explanation = if alert.explanation.summary.is_empty() {
+                        alert.explanation.text.lines().next().unwrap_or("")
+                    } else {
+                        alert.explanation.summary.lines().next().unwrap_or("")
+                    };
+                    let rule = alert.labels.get("alertname").cloned().unwrap_or_default();
+                    self.open
+                        .insert(alert.fingerprint.clone(), self.firings.len());
+                    self.firings.push((
+                        rule,
+                        Firing {
+                            start_ms: start,
+                            end_ms: None,
+                            labels: alert.labels.clone().into_iter().collect(),
+                            explanation: explanation.to_string(),
+                        },
+                    ));
+                }
+                AlertState::Resolved => {
+                    if let Some(i) = open {
+                        self.firings[i].1.end_ms =
+                            Some(alert.resolved_at_ms.unwrap_or(alert.last_seen_ms));
+                        self.open.remove(&alert.fingerprint);
+                    }
+                }
+                AlertState::Pending => {}
+            }
+        }
+    }
+}
+
+/// Replays `history` in event-time order through the daemon's store and detector (fits run
+/// inline, at the same event-time boundaries as in the daemon), its signal source and its rule
+/// evaluator, with the rules and model settings of `base`, and reports when each rule would
+/// have fired. Nothing is delivered: there are no receivers. Values are replayed as gauges
+/// (exported counters are per-second rates already).
+pub fn backtest_rules(
+    base: &ForecasterConfig,
+    history: Vec<presage_history::SeriesHistory>,
+) -> anyhow::Result<RulesReport> {
+    use presage_alerting::lifecycle::Evaluator;
+
+    let mut cfg = base.clone();
+    let first = history
+        .iter()
+        .filter_map(|s| s.points.first().map(|p| p.0))
+        .min();
+    let last = history
+        .iter()
+        .filter_map(|s| s.points.last().map(|p| p.0))
+        .max();
+    if let (Some(first), Some(last)) = (first, last) {
+        // Retention must cover the history, so nothing is "too old" when replayed.
+        let span = Duration::from_millis((last - first).max(0) as u64);
+        cfg.storage.retention = cfg
+            .storage
+            .retention
+            .max(span + cfg.model.step * 2)
+            .min(Duration::from_secs(400 * 86_400));
+    }
+    cfg.limits.max_series = cfg.limits.max_series.max(history.len());
+    let store = Store::new(&cfg).with_inline_fits();
+    let step_ms = store.step_ms();
+    let refit_ms = i64::try_from(cfg.model.refit_every.as_millis())
+        .unwrap_or(3_600_000)
+        .max(1);
+    let rules = presage_alerting::effective_rules(&cfg);
+    let signals = crate::signals::SignalSource::new(&rules, step_ms, refit_ms);
+    let mut evaluator = Evaluator::from_config(&cfg, None)
+        .map_err(|e| anyhow::anyhow!("the rules of the configuration: {e}"))?;
+
+    let labels: Vec<Vec<(String, String)>> = history
+        .iter()
+        .map(|s| {
+            s.labels
+                .iter()
+                .map(|(n, v)| (n.clone(), v.clone()))
+                .collect()
+        })
+        .collect();
+    // Every point once, in event-time order; one write per timestamp.
+    let mut points: Vec<(i64, u32, f64)> = Vec::new();
+    for (i, s) in history.iter().enumerate() {
+        let i = u32::try_from(i).context("too many series")?;
+        points.extend(
+            s.points
+                .iter()
+                .filter(|(_, v)| v.is_finite())
+                .map(|&(t, v)| (t, i, v)),
+        );
+    }
+    points.sort_by_key(|&(t, i, _)| (t, i));
+    let samples = points.len() as u64;
+    let series = history.len() as u64;
+    drop(history);
+
+    let mut log = FiringLog::default();
+    let mut event_now = i64::MIN;
+    let mut refused: u64 = 0;
+    let mut first_refusal = None;
+    let mut handle = |out: crate::store::WriteOutcome, wall: i64, log: &mut FiringLog| {
+        let newest = out.scores.iter().map(|(_, s)| s.slot_ms).max();
+        if !out.scores.is_empty() {
+            evaluator.ingest(&signals.steps(&store, &out.scores), wall);
+        }
+        let mut evaluated = false;
+        if let Some(newest) = newest
+            && newest > event_now
+        {
+            event_now = newest;
+            evaluator.ingest(&signals.evaluate(&store, event_now), wall);
+            evaluated |= evaluator.evaluate(event_now).ran;
+        }
+        if evaluator.has_late() {
+            evaluated |= evaluator.evaluate(evaluator.now_ms()).ran;
+        }
+        if evaluated {
+            log.observe(&evaluator);
+        }
+    };
+    let mut start = 0;
+    while start < points.len() {
+        let t = points[start].0;
+        let end = start + points[start..].iter().take_while(|p| p.0 == t).count();
+        let batch = WriteBatch {
+            series: points[start..end]
+                .iter()
+                .map(|&(_, i, v)| SeriesWrite {
+                    labels: labels[i as usize].clone(),
+                    kind: ValueKind::Gauge,
+                    points: vec![Point::new(t, v)],
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let out = store.write(batch, t);
+        if out.rejected_total() > 0 {
+            refused += out.rejected_total();
+            if first_refusal.is_none() {
+                first_refusal = out.first_error.clone();
+            }
+        }
+        handle(out, t, &mut log);
+        start = end;
+    }
+    let wall = last.unwrap_or(0);
+    handle(store.flush(), wall, &mut log);
+    if refused > 0 {
+        bail!(
+            "{refused} samples were refused by the store; first: {}",
+            first_refusal.unwrap_or_default()
+        );
+    }
+
+    let compiled = evaluator.rules();
+    let rules = compiled
+        .iter()
+        .map(|r| RuleOutcome {
+            name: r.config.name.clone(),
+            kind: r.config.kind.as_str().to_string(),
+            builtin: r.builtin,
+            firings: log
+                .firings
+                .iter()
+                .filter(|(rule, _)| *rule == r.config.name)
+                .map(|(_, f)| f.clone())
+                .collect(),
+        })
+        .collect();
+    Ok(RulesReport {
+        series,
+        samples,
+        first_ms: first,
+        last_ms: last,
+        step_seconds: step_ms as f64 / 1000.0,
+        rules,
+    })
+}
+
+fn rfc3339(ms: i64) -> String {
+    u64::try_from(ms)
+        .map(|ms| {
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+        })
+        .unwrap_or_else(|_| format!("{ms} ms"))
+}
+
+fn labels_text(labels: &BTreeMap<String, String>) -> String {
+    let pairs: Vec<String> = labels.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
+    format!("{{{}}}", pairs.join(", "))
+}
+
+impl std::fmt::Display for RulesReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let span = match (self.first_ms, self.last_ms) {
+            (Some(a), Some(b)) => format!("{} to {}", rfc3339(a), rfc3339(b)),
+            _ => "no samples".to_string(),
+        };
+        writeln!(
+            f,
+            "{} series, {} samples, {span}, step {}s",
+            self.series, self.samples, self.step_seconds
+        )?;
+        for r in &self.rules {
+            let times = if r.firings.len() == 1 {
+                "time"
+            } else {
+                "times"
+            };
+            writeln!(
+                f,
+                "\n{} ({}{}): fired {} {times}",
+                r.name,
+                r.kind,
+                if r.builtin { ", built-in" } else { "" },
+                r.firings.len()
+            )?;
+            for firing in &r.firings {
+                let end = match firing.end_ms {
+                    Some(end) => format!(
+                        "{} ({})",
+                        rfc3339(end),
+                        humantime::format_duration(Duration::from_secs(
+                            ((end - firing.start_ms).max(0) / 1000) as u64
+                        ))
+                    ),
+                    None => "still firing".to_string(),
+                };
+                writeln!(
+                    f,
+                    "  {} → {end}  {}\n    {}",
+                    rfc3339(firing.start_ms),
+                    labels_text(&firing.labels),
+                    firing.explanation
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The most common interval between consecutive points of the series (ms), if any.
+pub fn history_step(history: &[presage_history::SeriesHistory]) -> Option<i64> {
+    let mut counts: HashMap<i64, usize> = HashMap::new();
+    for s in history {
+        for w in s.points.windows(2) {
+            *counts.entry(w[1].0 - w[0].0).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .max_by_key(|&(d, n)| (n, std::cmp::Reverse(d)))
+        .map(|(d, _)| d)
+}
+
+/// Reads every series of a folder of Parquet history files.
+pub fn read_history(dir: &Path) -> anyhow::Result<Vec<presage_history::SeriesHistory>> {
+    let history = presage_history::import(dir)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(history)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +576,62 @@ mod tests {
             before < crate::app::ANOMALY_SCORE,
             "max before the spike {before}"
         );
+    }
+
+    #[test]
+    fn a_static_rule_fires_once_while_its_threshold_is_crossed() {
+        let cfg = ForecasterConfig::from_toml(
+            r#"
+[alerting]
+default_rules = false
+
+[[rules]]
+name = "Hot"
+kind = "static"
+select = 'temp'
+threshold = 10
+
+[[rules]]
+name = "Never"
+kind = "static"
+select = 'temp'
+threshold = 1000
+"#,
+            "rules.toml",
+        )
+        .unwrap();
+        let t0 = 1_700_000_000_000 / 3_600_000 * 3_600_000;
+        let hot = 120..135;
+        let series = presage_history::SeriesHistory {
+            labels: [("__name__", "temp"), ("room", "a")]
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            points: (0..240)
+                .map(|i| {
+                    let v = if hot.contains(&i) { 20.0 } else { 1.0 };
+                    (t0 + i * 60_000, v)
+                })
+                .collect(),
+        };
+        let report = backtest_rules(&cfg, vec![series]).unwrap();
+        assert_eq!(report.samples, 240);
+        assert_eq!(report.rules.len(), 2);
+        let firings = &report.rules[0].firings;
+        assert_eq!(report.rules[0].name, "Hot");
+        assert_eq!(firings.len(), 1, "{report}");
+        let f = &firings[0];
+        assert!(
+            f.start_ms >= t0 + hot.start * 60_000 && f.start_ms < t0 + hot.end * 60_000,
+            "{report}"
+        );
+        let end = f.end_ms.expect("resolved");
+        assert!(end >= t0 + hot.end * 60_000, "{report}");
+        assert_eq!(f.labels.get("room").map(String::as_str), Some("a"));
+        assert!(report.rules[1].firings.is_empty(), "{report}");
+        let text = report.to_string();
+        assert!(text.contains("Hot (static): fired 1 time"), "{text}");
+        assert!(text.contains("Never (static): fired 0 times"), "{text}");
     }
 
     #[test]

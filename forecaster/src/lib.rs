@@ -26,6 +26,7 @@ pub mod detect;
 pub mod ingest;
 pub mod logpatterns;
 pub mod model;
+pub mod parquet;
 pub mod redact;
 pub mod server;
 pub mod signals;

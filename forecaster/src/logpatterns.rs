@@ -43,7 +43,7 @@ const PLACEMENT_LABELS: [&str; 3] = ["host_name", "k8s_namespace_name", "k8s_pod
 pub const UNKNOWN_SERVICE: &str = "unknown";
 
 /// Step state of one count series.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct StepState {
     /// The newest step written.
     slot_ms: i64,
@@ -56,6 +56,7 @@ struct StepState {
 /// A count series of a template: its severity and placement labels.
 type SeriesKey = (Severity, Labels);
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Inner {
     miner: PatternMiner,
     /// Event time a service was first seen (ms).
@@ -110,6 +111,21 @@ impl LogPatterns {
             max_services: logs.max_templates.max(1),
             export_limit: logs.export_limit,
         }
+    }
+
+    /// Templates, services and count-series state, encoded for a checkpoint.
+    pub fn snapshot(&self) -> Vec<u8> {
+        postcard::to_stdvec(&*self.inner.lock()).unwrap_or_default()
+    }
+
+    /// Puts back what [`LogPatterns::snapshot`] saved, under the miner settings in effect, so
+    /// that a restart does not report every known template as new.
+    pub fn restore(&self, bytes: &[u8]) -> Result<(), String> {
+        let mut restored: Inner = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
+        let mut inner = self.inner.lock();
+        restored.miner.reconfigure(*inner.miner.config());
+        *inner = restored;
+        Ok(())
     }
 
     /// Mines the records of one export (in order) and returns the count points to store and

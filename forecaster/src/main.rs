@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use presage_config::{EXIT_INVALID_CONFIG, Error as ConfigError, ForecasterConfig};
 use presage_forecaster::app::Clock;
 use presage_forecaster::server::{Running, termination_signal};
-use presage_forecaster::{backfill, backtest, demo};
+use presage_forecaster::{backfill, backtest, demo, parquet};
 
 // Ingest allocates many small, short-lived strings (labels) on several threads; glibc's malloc
 // spent about half the daemon's CPU on them and held on to freed fit buffers. mimalloc roughly
@@ -79,15 +79,27 @@ enum Command {
         agent: bool,
     },
     /// Run the detector offline over `timestamp,value` CSV files and write NAB result rows
-    /// (`timestamp,value,anomaly_score,label`). Uses the same store, models and scoring as the
-    /// daemon; a row's score depends only on that row and the rows before it.
+    /// (`timestamp,value,anomaly_score,label`); or, with --rules and --history, replay Parquet
+    /// history through the alerting rules and report when each would have fired.
+    ///
+    /// Both use the same store, models and scoring as the daemon, in event time; a row's score
+    /// depends only on that row and the rows before it. With --rules, the `[[rules]]` (plus the
+    /// built-in rules unless `alerting.default_rules = false`) and `[model]` settings of the
+    /// configuration are evaluated by the daemon's rule engine over the history `presage
+    /// export` wrote; nothing is sent to receivers. For each rule it prints how many times it
+    /// fired and, for each firing, its start, its end (or "still firing"), its labels and the
+    /// first line of its explanation. Exit status: 0 after a report, 1 when the history
+    /// cannot be read, 2 for invalid arguments, 64 for an invalid configuration.
+    #[command(
+        after_help = "Examples:\n  presage backtest --input-dir nab/data --output-dir results/\n  presage backtest --rules presage.toml --history history/ --format json"
+    )]
     Backtest {
         /// One input file.
         #[arg(
             long,
             value_name = "FILE.csv",
             conflicts_with = "input_dir",
-            required_unless_present = "input_dir"
+            required_unless_present_any = ["input_dir", "rules"]
         )]
         input: Option<PathBuf>,
         /// Where to write its results.
@@ -103,6 +115,20 @@ enum Command {
         /// Configuration whose `[model]` settings to use (the step is taken from each file).
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Configuration whose rules and model settings to backtest against --history.
+        #[arg(
+            long,
+            value_name = "CONFIG",
+            requires = "history",
+            conflicts_with_all = ["input", "input_dir", "output", "output_dir", "config"]
+        )]
+        rules: Option<PathBuf>,
+        /// Folder of Parquet history, as `presage export` writes it.
+        #[arg(long, value_name = "DIR", requires = "rules")]
+        history: Option<PathBuf>,
+        /// Report format of --rules.
+        #[arg(long, value_enum, value_name = "FORMAT", requires = "rules")]
+        format: Option<ReportFormat>,
     },
     /// Pull history from Prometheus into a running daemon, so its baselines are ready now.
     ///
@@ -154,6 +180,77 @@ enum Command {
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Write a running daemon's history as Parquet files: one folder per metric, one file per
+    /// UTC day (`DIR/<metric>/<YYYY-MM-DD>.parquet`).
+    ///
+    /// Columns: `timestamp` (datetime, ms, UTC), `value` (double), `__name__` and one string
+    /// column per label name of the metric (null where a series lacks it); rows sorted by
+    /// series, then time. The values are the daemon's resampled steps, bit for bit (counters
+    /// and deltas as per-second rates); steps without data are left out. pyarrow, polars and
+    /// DuckDB read the folder as a dataset; `presage import` reads it back. Exit status: 0 when
+    /// history was written, 1 when nothing matched or the daemon could not be reached or
+    /// refused, 2 for invalid arguments.
+    #[command(
+        after_help = "Example: presage export --format parquet --out history/ --match 'node_load1' --match '{job=\"node\"}'"
+    )]
+    Export {
+        /// File format.
+        #[arg(long, value_enum, default_value = "parquet")]
+        format: ExportFormat,
+        /// Folder to write; created if missing, and must be empty if it exists.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The daemon's HTTP address.
+        #[arg(long, value_name = "URL", value_parser = backfill::parse_base_url, default_value = "http://127.0.0.1:9470")]
+        from: backfill::Url,
+        /// Series selector (`node_load1{job="node"}`); repeat for more. Default: every series.
+        #[arg(long = "match", value_name = "SELECTOR", value_parser = backfill::parse_selector)]
+        selectors: Vec<String>,
+        /// File holding the daemon's API token, when it requires one.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// Retries of a request that timed out or failed with 408, 429 or 5xx.
+        #[arg(long, value_name = "N", default_value_t = backfill::DEFAULT_RETRIES)]
+        retries: u32,
+        /// How long one HTTP request may take.
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = backfill::parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Send the history in a folder of Parquet files (as `presage export` writes them) to a
+    /// running daemon.
+    ///
+    /// Every `.parquet` file under DIR is read (files of one folder are merged per series) and
+    /// each series is posted to the daemon's remote_write endpoint as history, like `presage
+    /// backfill` does: stored without scoring the past, then fitted once. Values are stored as
+    /// they are in the files (as gauges). Run it before live data for the same series flows:
+    /// older samples behind newer ones are refused as out of order. Samples older than the
+    /// daemon's storage.retention are skipped. Exit status: 0 when every series was written,
+    /// 1 when DIR or a file cannot be read (the file is named) or the daemon could not be
+    /// reached or refused, 2 for invalid arguments.
+    #[command(after_help = "Example: presage import history/ --to http://127.0.0.1:9470")]
+    Import {
+        /// Folder of Parquet files (searched recursively).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The daemon's HTTP address.
+        #[arg(long, value_name = "URL", value_parser = backfill::parse_base_url, default_value = "http://127.0.0.1:9470")]
+        to: backfill::Url,
+        /// File holding the daemon's ingest token, when it requires one.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// File holding the daemon's API token (for /api/v1/status), when it requires one.
+        #[arg(long, value_name = "FILE")]
+        api_token_file: Option<PathBuf>,
+        /// Series written at once (1 to 64).
+        #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+        concurrency: u16,
+        /// Retries of a request that timed out or failed with 408, 429 or 5xx.
+        #[arg(long, value_name = "N", default_value_t = backfill::DEFAULT_RETRIES)]
+        retries: u32,
+        /// How long one HTTP request may take.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = backfill::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Validate a configuration file: print every problem with its line and column and exit
     /// 64, or exit 0 when it is valid.
     CheckConfig {
@@ -161,6 +258,71 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+}
+
+/// Report formats of `presage backtest --rules`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReportFormat {
+    /// For people.
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+/// `presage backtest --rules CONFIG --history DIR`.
+fn backtest_rules(rules: &Path, history: &Path, format: ReportFormat) -> ExitCode {
+    let config = match load_config(Some(&rules.to_path_buf())) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let result = backtest::read_history(history).and_then(|series| {
+        let step = config.model.step;
+        if let Some(found) = backtest::history_step(&series)
+            && u128::try_from(found).ok() != Some(step.as_millis())
+        {
+            eprintln!(
+                "presage backtest: the history's points are {found} ms apart but model.step is {}: the model sees the history resampled to its step",
+                humantime::format_duration(step)
+            );
+        }
+        backtest::backtest_rules(&config, series)
+    });
+    match result {
+        Ok(report) => {
+            match format {
+                ReportFormat::Text => print!("{report}"),
+                ReportFormat::Json => match serde_json::to_string_pretty(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => {
+                        eprintln!("presage backtest: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("presage backtest: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Formats of `presage export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExportFormat {
+    /// Apache Parquet.
+    Parquet,
+}
+
+/// A token read from `--token-file`, or the exit code after saying why it could not be.
+fn token(command: &str, file: Option<&PathBuf>) -> Result<Option<String>, ExitCode> {
+    file.map(|f| parquet::read_token(f))
+        .transpose()
+        .map_err(|e| {
+            eprintln!("presage {command}: {e:#}");
+            ExitCode::from(2)
+        })
 }
 
 fn init_tracing(filter: Option<&str>) {
@@ -328,6 +490,98 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Export {
+            format: ExportFormat::Parquet,
+            out,
+            from,
+            selectors,
+            token_file,
+            retries,
+            timeout,
+        } => {
+            let quiet = std::env::var_os("RUST_LOG").is_none();
+            init_tracing(cli.log.as_deref().or(quiet.then_some("warn")));
+            let token = match token("export", token_file.as_ref()) {
+                Ok(t) => t,
+                Err(code) => return code,
+            };
+            let runtime = match runtime() {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            let cmd = parquet::ExportCommand {
+                from,
+                selectors,
+                out,
+                token,
+                retries,
+                timeout,
+                progress: backfill::Progress::Stderr,
+            };
+            match runtime.block_on(parquet::export(cmd)) {
+                Ok(summary) if summary.written.series == 0 => {
+                    eprintln!("presage export: {summary}");
+                    eprintln!("presage export: no series with history match");
+                    ExitCode::FAILURE
+                }
+                Ok(summary) => {
+                    eprintln!("presage export: {summary}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("presage export: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Import {
+            dir,
+            to,
+            token_file,
+            api_token_file,
+            concurrency,
+            retries,
+            timeout,
+        } => {
+            let quiet = std::env::var_os("RUST_LOG").is_none();
+            init_tracing(cli.log.as_deref().or(quiet.then_some("warn")));
+            let (token, api_token) = match (
+                token("import", token_file.as_ref()),
+                token("import", api_token_file.as_ref()),
+            ) {
+                (Ok(t), Ok(a)) => (t, a),
+                (Err(code), _) | (_, Err(code)) => return code,
+            };
+            let runtime = match runtime() {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            let cmd = parquet::ImportCommand {
+                dir,
+                to,
+                token,
+                api_token,
+                concurrency: usize::from(concurrency),
+                retries,
+                timeout,
+                progress: backfill::Progress::Stderr,
+            };
+            match runtime.block_on(parquet::import(cmd)) {
+                Ok(summary) => {
+                    eprintln!("presage import: {summary}");
+                    if summary.series == 0 {
+                        eprintln!("presage import: the files hold no series");
+                        ExitCode::FAILURE
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => {
+                    eprintln!("presage import: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::CheckConfig { file } => match load_config(Some(&file)) {
             Ok(_) => {
                 println!("{}: valid", file.display());
@@ -341,7 +595,13 @@ fn main() -> ExitCode {
             input_dir,
             output_dir,
             config,
+            rules,
+            history,
+            format,
         } => {
+            if let (Some(rules), Some(history)) = (rules.as_ref(), history.as_ref()) {
+                return backtest_rules(rules, history, format.unwrap_or(ReportFormat::Text));
+            }
             let config = match load_config(config.as_ref()) {
                 Ok(c) => c,
                 Err(code) => return code,

@@ -17,12 +17,17 @@ use tonic::service::interceptor::InterceptedService;
 use crate::api;
 use crate::app::{App, ChartSource, Clock};
 use crate::auth::{self, Auth, GrpcAuth};
+use crate::ingest::admission::Admission;
 use crate::ingest::otlp_grpc::OtlpGrpc;
 use crate::ingest::otlp_http;
 use crate::tls::{Alpn, Tls};
 
 /// How often series out of retention are dropped and memory is measured.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Journal bytes after which a checkpoint is written without waiting for
+/// `storage.checkpoint_interval` (a backfill writes this much in seconds).
+const JOURNAL_CHECKPOINT_BYTES: u64 = 256 * 1024 * 1024;
 
 /// A daemon whose listeners are bound and serving.
 pub struct Running {
@@ -103,7 +108,8 @@ impl Running {
         let otlp_http = otlp_http_listener.local_addr()?;
         let http = http_listener.local_addr()?;
 
-        let app = App::new(config, clock);
+        // The store before anything serves: a restart resumes where the last one stopped.
+        let app = tokio::task::spawn_blocking(move || App::open(config, clock)).await??;
         let (shutdown, signal) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let alerting = start_alerting(&app)?;
@@ -117,8 +123,11 @@ impl Running {
             }
         };
 
+        // One set of ingest limits over the three ingest paths.
+        let admission = Admission::for_app(&app);
+
         let api_router = auth::guard_http(
-            api::router(app.clone()),
+            api::router_with_admission(app.clone(), admission.clone()),
             auth.clone(),
             app.clone(),
             auth::LISTENER_HTTP,
@@ -141,7 +150,7 @@ impl Running {
         });
 
         let otlp_router = auth::guard_http(
-            otlp_http::router(app.clone()),
+            otlp_http::router_with_admission(app.clone(), admission.clone()),
             auth.clone(),
             app.clone(),
             auth::LISTENER_OTLP_HTTP,
@@ -163,7 +172,8 @@ impl Running {
             .context("OTLP/HTTP server failed")
         });
 
-        let grpc = OtlpGrpc::new(app.clone());
+        let grpc = OtlpGrpc::with_admission(app.clone(), admission);
+        let max_streams = app.config.limits.max_streams_per_connection;
         let grpc_auth = GrpcAuth::new(auth.clone(), app.clone());
         let rx = signal.clone();
         // Ok: TLS connections; Err: the plain TCP listener.
@@ -178,6 +188,7 @@ impl Running {
         };
         tasks.spawn(async move {
             let router = tonic::transport::Server::builder()
+                .max_concurrent_streams(max_streams)
                 .add_service(InterceptedService::new(
                     grpc.metrics_server(),
                     grpc_auth.clone(),
@@ -263,6 +274,42 @@ impl Running {
                 }
             }
         });
+
+        if app.config.storage.durable {
+            let checkpoint_app = app.clone();
+            let mut rx = signal.clone();
+            tasks.spawn(async move {
+                // Every `checkpoint_interval`, and sooner when the journal grows past
+                // JOURNAL_CHECKPOINT_BYTES (a backfill), so the journal stays small on disk.
+                let every = checkpoint_app.config.storage.checkpoint_interval;
+                let mut last = tokio::time::Instant::now();
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            if last.elapsed() < every
+                                && checkpoint_app.journal_backlog() < JOURNAL_CHECKPOINT_BYTES
+                            {
+                                continue;
+                            }
+                            last = tokio::time::Instant::now();
+                            let app = checkpoint_app.clone();
+                            match tokio::task::spawn_blocking(move || app.checkpoint()).await {
+                                Ok(Err(e)) => tracing::error!(error = %e, "checkpoint failed; the journal keeps every write until one succeeds"),
+                                Err(e) => tracing::error!(error = %e, "checkpoint task failed"),
+                                Ok(Ok(_)) => {}
+                            }
+                        }
+                        changed = rx.changed() => {
+                            if changed.is_err() || *rx.borrow() {
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+            });
+        }
 
         // Rule evaluation: each time event time advances, the evaluations of that step (breach
         // forecasts, fleet outliers, level shifts) go to alerting, then the tick.
@@ -369,6 +416,16 @@ impl Running {
         if tokio::time::timeout(grace, drain).await.is_err() {
             tracing::warn!(grace = ?grace, "in-flight requests did not finish in time; exiting anyway");
             self.tasks.abort_all();
+        }
+        // Everything the listeners accepted is in memory now: a last checkpoint, so the next
+        // start replays no journal and refits nothing.
+        let app = self.app.clone();
+        match tokio::task::spawn_blocking(move || app.close_store()).await {
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the last checkpoint failed; the next start replays the journal")
+            }
+            Err(e) => tracing::error!(error = %e, "the last checkpoint failed"),
+            Ok(Ok(())) => {}
         }
         tracing::info!("Presage stopped");
         Ok(())

@@ -6,6 +6,7 @@ use prometheus::{
 };
 
 use crate::ingest::RejectReason;
+use crate::ingest::admission::{AdmissionMetrics, ShedReason};
 use crate::store::logs::LogWriteOutcome;
 use crate::store::{MemoryStats, WriteOutcome};
 
@@ -68,6 +69,11 @@ pub struct Telemetry {
     auth_failures: IntCounterVec,
     tls_handshake_failures: IntCounterVec,
     tls_reloads: IntCounterVec,
+    ingest_shed: IntCounterVec,
+    ingest_inflight_requests: IntGauge,
+    ingest_inflight_bytes: IntGauge,
+    ingest_inflight_requests_limit: IntGauge,
+    ingest_inflight_bytes_limit: IntGauge,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -273,7 +279,43 @@ impl Telemetry {
         for result in ["ok", "error"] {
             tls_reloads.with_label_values(&[result]);
         }
+        let ingest_shed = counter_vec(
+            &r,
+            "presage_ingest_shed_total",
+            "Ingest requests shed at once (HTTP 429, gRPC RESOURCE_EXHAUSTED) because the \
+             ingest limits were reached, by listener and reason (concurrent_requests: \
+             limits.max_concurrent_ingest_requests, inflight_bytes: \
+             limits.max_inflight_ingest_bytes).",
+            &["listener", "reason"],
+        );
+        for listener in ["http", "otlp_http", "otlp_grpc"] {
+            for reason in ShedReason::ALL {
+                ingest_shed.with_label_values(&[listener, reason.as_str()]);
+            }
+        }
+        let ingest_inflight_requests = gauge(
+            "presage_ingest_inflight_requests",
+            "Ingest requests being processed now, over every ingest listener.",
+        );
+        let ingest_inflight_bytes = gauge(
+            "presage_ingest_inflight_bytes",
+            "Ingest bytes held now (bodies read and their decompressed form), over every \
+             ingest listener.",
+        );
+        let ingest_inflight_requests_limit = gauge(
+            "presage_ingest_inflight_requests_limit",
+            "The configured limit limits.max_concurrent_ingest_requests.",
+        );
+        let ingest_inflight_bytes_limit = gauge(
+            "presage_ingest_inflight_bytes_limit",
+            "The configured limit limits.max_inflight_ingest_bytes.",
+        );
         Self {
+            ingest_shed,
+            ingest_inflight_requests,
+            ingest_inflight_bytes,
+            ingest_inflight_requests_limit,
+            ingest_inflight_bytes_limit,
             auth_failures,
             tls_handshake_failures,
             tls_reloads,
@@ -418,6 +460,18 @@ impl Telemetry {
             .inc();
     }
 
+    /// Publishes the ingest limits and hands out the metrics admission control updates.
+    pub fn admission_metrics(&self, max_requests: usize, max_bytes: usize) -> AdmissionMetrics {
+        self.ingest_inflight_requests_limit
+            .set(to_i64(max_requests));
+        self.ingest_inflight_bytes_limit.set(to_i64(max_bytes));
+        AdmissionMetrics {
+            shed: self.ingest_shed.clone(),
+            requests: self.ingest_inflight_requests.clone(),
+            bytes: self.ingest_inflight_bytes.clone(),
+        }
+    }
+
     /// Records an HTTP request's latency.
     pub fn observe_http(&self, listener: &str, route: &str, code: u16, seconds: f64) {
         self.http_duration
@@ -494,5 +548,32 @@ mod tests {
         assert!(text.contains("presage_series 7"));
         assert!(text.contains("presage_series_limit 10"));
         assert_eq!(t.series_limit(), 10);
+    }
+
+    #[test]
+    fn ingest_shedding_is_exported_from_the_start() {
+        let t = Telemetry::new(10);
+        let metrics = t.admission_metrics(8, 1 << 20);
+        let text = t.render();
+        for listener in ["http", "otlp_http", "otlp_grpc"] {
+            for reason in ["concurrent_requests", "inflight_bytes"] {
+                let line = format!(
+                    "presage_ingest_shed_total{{listener=\"{listener}\",reason=\"{reason}\"}} 0"
+                );
+                assert!(text.contains(&line), "{line}");
+            }
+        }
+        assert!(text.contains("presage_ingest_inflight_requests_limit 8"));
+        assert!(text.contains("presage_ingest_inflight_bytes_limit 1048576"));
+        metrics
+            .shed
+            .with_label_values(&["otlp_grpc", "inflight_bytes"])
+            .inc();
+        metrics.requests.set(3);
+        let text = t.render();
+        assert!(text.contains(
+            "presage_ingest_shed_total{listener=\"otlp_grpc\",reason=\"inflight_bytes\"} 1"
+        ));
+        assert!(text.contains("presage_ingest_inflight_requests 3"));
     }
 }

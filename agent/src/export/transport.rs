@@ -88,7 +88,62 @@ impl<R: Message + Default + Send + 'static> Codec for RawCodec<R> {
     }
 }
 
-/// Classifies a gRPC status as the OTLP specification says (plus auth failures: retried).
+/// `google.protobuf.Any`.
+#[derive(Clone, PartialEq, Message)]
+struct ProtoAny {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+/// `google.protobuf.Duration`.
+#[derive(Clone, PartialEq, Message)]
+struct ProtoDuration {
+    #[prost(int64, tag = "1")]
+    seconds: i64,
+    #[prost(int32, tag = "2")]
+    nanos: i32,
+}
+
+/// `google.rpc.RetryInfo`.
+#[derive(Clone, PartialEq, Message)]
+struct RetryInfo {
+    #[prost(message, optional, tag = "1")]
+    retry_delay: Option<ProtoDuration>,
+}
+
+/// `google.rpc.Status`, as carried in `grpc-status-details-bin`.
+#[derive(Clone, PartialEq, Message)]
+struct StatusDetails {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<ProtoAny>,
+}
+
+/// Longest delay a server may ask for (`Retry-After`, `RetryInfo`).
+const MAX_SERVER_DELAY: Duration = Duration::from_secs(300);
+
+/// The delay of a `google.rpc.RetryInfo` among the status details, if the server sent one.
+fn grpc_retry_delay(status: &Status) -> Option<Duration> {
+    let details = StatusDetails::decode(status.details()).ok()?;
+    let info = details
+        .details
+        .iter()
+        .find(|d| d.type_url.ends_with("/google.rpc.RetryInfo"))?;
+    let delay = RetryInfo::decode(info.value.as_slice()).ok()?.retry_delay?;
+    let secs = u64::try_from(delay.seconds).ok()?;
+    let nanos = u32::try_from(delay.nanos)
+        .ok()
+        .filter(|n| *n < 1_000_000_000)?;
+    Some(Duration::new(secs, nanos).min(MAX_SERVER_DELAY))
+}
+
+/// Classifies a gRPC status as the OTLP specification says (plus auth failures: retried). A
+/// retryable status may carry a `google.rpc.RetryInfo` delay, which is honoured.
 pub(crate) fn classify_grpc(status: &Status) -> Outcome {
     let msg = format!("{:?}: {}", status.code(), status.message());
     match status.code() {
@@ -99,7 +154,7 @@ pub(crate) fn classify_grpc(status: &Status) -> Outcome {
         | Code::Aborted
         | Code::OutOfRange
         | Code::Unavailable
-        | Code::DataLoss => Outcome::Retry(msg, None),
+        | Code::DataLoss => Outcome::Retry(msg, grpc_retry_delay(status)),
         _ => Outcome::Refused(msg),
     }
 }
@@ -121,7 +176,7 @@ pub(crate) fn classify_http(
 
 fn retry_after(v: Option<&HeaderValue>) -> Option<Duration> {
     let secs: u64 = v?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(secs.min(300)))
+    Some(Duration::from_secs(secs).min(MAX_SERVER_DELAY))
 }
 
 /// The connection to the forecaster.
@@ -389,6 +444,68 @@ mod tests {
         ] {
             assert!(!retry(c), "{c:?}");
         }
+    }
+
+    #[test]
+    fn grpc_retry_info_sets_the_delay() {
+        let status_with = |delay: ProtoDuration| {
+            let details = StatusDetails {
+                code: Code::ResourceExhausted as i32,
+                message: "overloaded".into(),
+                details: vec![
+                    ProtoAny {
+                        type_url: "type.googleapis.com/google.rpc.ErrorInfo".into(),
+                        value: vec![1, 2, 3],
+                    },
+                    ProtoAny {
+                        type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
+                        value: RetryInfo {
+                            retry_delay: Some(delay),
+                        }
+                        .encode_to_vec(),
+                    },
+                ],
+            };
+            Status::with_details(
+                Code::ResourceExhausted,
+                "overloaded",
+                Bytes::from(details.encode_to_vec()),
+            )
+        };
+        let status = status_with(ProtoDuration {
+            seconds: 2,
+            nanos: 500_000_000,
+        });
+        assert_eq!(
+            classify_grpc(&status),
+            Outcome::Retry(
+                "ResourceExhausted: overloaded".into(),
+                Some(Duration::from_millis(2500))
+            )
+        );
+        // Capped, and nonsense is ignored.
+        let status = status_with(ProtoDuration {
+            seconds: 86_400,
+            nanos: 0,
+        });
+        assert!(
+            matches!(classify_grpc(&status), Outcome::Retry(_, Some(d)) if d == MAX_SERVER_DELAY)
+        );
+        let status = status_with(ProtoDuration {
+            seconds: -1,
+            nanos: 0,
+        });
+        assert!(matches!(classify_grpc(&status), Outcome::Retry(_, None)));
+        let status = Status::with_details(
+            Code::Unavailable,
+            "x",
+            Bytes::from_static(b"\xff\xff not protobuf"),
+        );
+        assert!(matches!(classify_grpc(&status), Outcome::Retry(_, None)));
+        assert_eq!(
+            classify_grpc(&Status::resource_exhausted("x")),
+            Outcome::Retry("ResourceExhausted: x".into(), None)
+        );
     }
 
     #[test]

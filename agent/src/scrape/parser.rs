@@ -14,6 +14,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+
 /// The type a family was declared with by `# TYPE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum MetricType {
@@ -97,6 +99,36 @@ impl Parsed {
     pub(crate) fn sample_count(&self) -> usize {
         self.families.iter().map(|f| f.samples.len()).sum()
     }
+}
+
+/// One scrape of a target as the agent sends it, from the body to the OTLP export requests:
+/// the body parsed, converted with the target's configured `labels` and `honor_timestamps`,
+/// `up` added, and the result split into requests of at most `max_points` data points under
+/// `resource` attributes. Returns the requests and the number of malformed lines.
+///
+/// Public for the fuzz targets (`fuzz/`) and benchmarks; not a stable interface.
+#[doc(hidden)]
+pub fn scrape_to_requests(
+    body: &str,
+    labels: &[(String, String)],
+    honor_timestamps: bool,
+    resource: &[(String, String)],
+    max_points: usize,
+    scrape_ns: u64,
+) -> (Vec<ExportMetricsServiceRequest>, usize) {
+    let parsed = parse(body);
+    let conversion = super::Conversion {
+        labels: labels.to_vec(),
+        honor_timestamps,
+    };
+    let mut metrics = super::convert(&parsed, &conversion, scrape_ns).metrics;
+    metrics.push(super::up(true, scrape_ns));
+    let requests =
+        crate::otlp::metrics_requests(&crate::otlp::resource(resource), metrics, max_points)
+            .into_iter()
+            .map(|(req, _)| req)
+            .collect();
+    (requests, parsed.errors.len())
 }
 
 /// Parses a text-format body.

@@ -110,3 +110,27 @@ fn human_formats() {
     assert_eq!(template::number(0.5), "0.5");
     assert_eq!(template::timestamp(0), "1970-01-01T00:00:00Z");
 }
+
+/// Found by the `selector` fuzz target: a selector shown from its matchers (silences, inhibit
+/// rules) must parse back to the same matchers, also for quoted UTF-8 label names and values
+/// with escapes.
+#[test]
+fn matchers_display_as_selectors_that_parse_back() {
+    for text in [
+        r#"{"utf8.metric.name", "quoted.label"="v"}"#,
+        r#"{"service.name"=~"a|b", severity!="info"}"#,
+        "{a=\"line\\nbreak \\\\ \\\"quoted\\\"\"}",
+    ] {
+        let sel = Selector::parse(text).unwrap();
+        for alt in sel.alternatives() {
+            let shown = Selector::from_matchers(alt.clone());
+            let again = Selector::parse(shown.as_str())
+                .unwrap_or_else(|e| panic!("{text} shown as {shown}: {e}"));
+            assert_eq!(
+                again.alternatives().concat(),
+                *alt,
+                "{text} shown as {shown}"
+            );
+        }
+    }
+}

@@ -5,6 +5,7 @@
 
 mod alerts;
 mod error;
+mod export;
 mod logs;
 #[cfg(test)]
 mod tests;
@@ -14,12 +15,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Instant, UNIX_EPOCH};
 
-use axum::Router;
-use axum::extract::{MatchedPath, RawQuery, Request, State};
+use axum::extract::{Extension, MatchedPath, RawQuery, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
+use axum::{Router, body::Bytes};
 use serde::Serialize;
 use serde_json::json;
 
@@ -27,7 +28,8 @@ pub use error::ApiError;
 
 use crate::app::App;
 use crate::ingest::RejectReason;
-use crate::ingest::body;
+use crate::ingest::admission::{self, Admission, ShedReason};
+use crate::ingest::body::{self, ReadError};
 use crate::store::{Selector, SeriesInfo};
 use crate::telemetry::Protocol;
 
@@ -41,12 +43,22 @@ const MAX_LIMIT: usize = 10_000;
 /// [`App::write_history`].
 pub const HISTORY_HEADER: &str = "X-Presage-History";
 
-/// The router of the main HTTP listener.
+/// The router of the main HTTP listener, with ingest limits of its own (see
+/// [`router_with_admission`] for limits shared with the other listeners).
 pub fn router(app: Arc<App>) -> Router {
+    let admission = Admission::for_app(&app);
+    router_with_admission(app, admission)
+}
+
+/// The router of the main HTTP listener; remote_write is admitted by `admission`. Nothing else
+/// on this listener is subject to the ingest limits, so health checks, `/metrics` and the API
+/// keep answering while ingest is shed.
+pub fn router_with_admission(app: Arc<App>, admission: Arc<Admission>) -> Router {
     Router::new()
         .route("/", get(ui::index))
         .route("/ui/{file}", get(ui::asset))
         .route("/api/v1/series", get(series))
+        .route("/api/v1/export", get(export::export))
         .route("/api/v1/forecast", get(forecast))
         .route("/api/v1/logs", get(logs))
         .route("/api/v1/log-patterns", get(logs::log_patterns))
@@ -66,7 +78,21 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .fallback(not_found)
+        .layer(Extension(admission))
         .with_state(app)
+}
+
+/// HTTP 429 with `Retry-After` for a shed ingest request.
+pub(crate) fn shed_response(body: Bytes, content_type: &'static str) -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [
+            (header::RETRY_AFTER, admission::RETRY_AFTER_SECS.to_string()),
+            (header::CONTENT_TYPE, content_type.to_string()),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// Adds request latency metrics to a router, labelled with `listener`.
@@ -349,7 +375,19 @@ async fn status(State(app): State<Arc<App>>) -> Response {
     }))
 }
 
-async fn remote_write(State(app): State<Arc<App>>, req: Request) -> Response {
+async fn remote_write(
+    State(app): State<Arc<App>>,
+    Extension(admission): Extension<Arc<Admission>>,
+    req: Request,
+) -> Response {
+    let shed = |reason: ShedReason| {
+        shed_response(Bytes::from(reason.message()), "text/plain; charset=utf-8")
+    };
+    // Before anything else, and before the body is read: a shed request costs nothing more.
+    let permit = match admission.try_admit(crate::auth::LISTENER_HTTP) {
+        Ok(p) => p,
+        Err(reason) => return shed(reason),
+    };
     let refuse = |reason: RejectReason, status: StatusCode, message: String| {
         app.telemetry
             .record_request_rejected(Protocol::RemoteWrite, reason);
@@ -376,18 +414,28 @@ async fn remote_write(State(app): State<Arc<App>>, req: Request) -> Response {
         limits.max_decompressed_body.as_usize(),
         false,
         &["snappy"],
+        &permit,
     )
     .await
     {
         Ok(b) => b,
-        Err(e) => return refuse(e.reason, e.status, e.message),
+        Err(ReadError::Refused(e)) => return refuse(e.reason, e.status, e.message),
+        Err(ReadError::Shed(reason)) => return shed(reason),
     };
+    // The decompressed size is in the snappy header: reserved before it is allocated. A body
+    // whose header is unreadable or past the limit is refused by the decoder below.
+    if let Ok(len) = snap::raw::decompress_len(&bytes)
+        && len <= limits.max_decompressed_body.as_usize()
+        && let Err(reason) = permit.reserve(len)
+    {
+        return shed(reason);
+    }
     // `presage backfill` marks its requests as history: stored without scoring the past.
     let history = parts
         .headers
         .get(HISTORY_HEADER)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
-    match app.ingest_remote_write_as(&bytes, history) {
+    match admission::run_blocking(|| app.ingest_remote_write_as(&bytes, history)) {
         Err((reason, message)) => {
             let status = if reason == RejectReason::BodyTooLarge {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -397,7 +445,13 @@ async fn remote_write(State(app): State<Arc<App>>, req: Request) -> Response {
             refuse(reason, status, message)
         }
         // Like Prometheus' own receiver: refused samples make the request a 400 (which senders
-        // do not retry); the samples that were accepted stay stored.
+        // do not retry); the samples that were accepted stay stored. Either way, only once
+        // they are durable (`storage.fsync`); if they may not be, a 503 has the sender retry.
+        Ok(out) if app.durable(&out).await.is_err() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the store cannot write its journal; retry later",
+        )
+            .into_response(),
         Ok(out) => match &out.first_error {
             Some(msg) if out.rejected_total() > 0 => (
                 StatusCode::BAD_REQUEST,

@@ -33,7 +33,7 @@ mod series;
 
 pub use series::{FitRequest, SeriesDetector};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::Baseline;
 use crate::model::stats::{norm_sf, probit};
@@ -71,7 +71,7 @@ const PERSIST_K: u32 = 3;
 const PERSIST_N: u32 = 5;
 
 /// The score of one step.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct StepScore {
     /// Slot timestamp (ms).
     pub slot_ms: i64,
@@ -107,9 +107,10 @@ fn bin_of(x: f64) -> usize {
 
 /// How rare a statistic is against its own past: an exponentially decayed histogram plus its
 /// long-run mean and variance. O(1) memory.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Rarity {
     /// Exponentially decayed counts of past values, by bin.
+    #[serde(with = "crate::store::fixed_array")]
     hist: [f32; BINS],
     seen: u64,
     mean: f64,
@@ -169,7 +170,7 @@ fn surprise(z: f64) -> f64 {
 }
 
 /// Per-series scoring state: O(1) memory (a few hundred bytes).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Scorer {
     short: [f32; SHORT_WINDOW],
     short_len: u8,

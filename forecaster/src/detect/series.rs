@@ -17,8 +17,10 @@ pub struct FitRequest {
 }
 
 /// Detection state of one series.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SeriesDetector {
+    /// Kept apart from the rest on disk: it changes once per fit, the rest on every step.
+    #[serde(skip)]
     baseline: Option<Box<Baseline>>,
     readiness: Readiness,
     scorer: Scorer,
@@ -155,6 +157,16 @@ impl SeriesDetector {
         let every = refit_every_ms.max(settings.step_ms);
         self.next_fit_ms = (boundary_ms.div_euclid(every) + 1) * every;
         FitRequest { boundary_ms }
+    }
+
+    /// The fit in flight, if any: its boundary.
+    pub fn in_flight(&self) -> Option<i64> {
+        self.in_flight
+    }
+
+    /// Puts back the baseline a checkpoint saved (it is kept apart from the rest of the state).
+    pub fn restore_baseline(&mut self, baseline: Baseline) {
+        self.baseline = Some(Box::new(baseline));
     }
 
     /// The closed steps waiting for the fit in flight (first and last slot).

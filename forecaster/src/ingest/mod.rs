@@ -5,6 +5,7 @@
 //! below, and hands the batch to [`crate::store::Store::write`], which validates samples and
 //! counts rejections by [`RejectReason`].
 
+pub mod admission;
 pub(crate) mod body;
 pub mod otlp;
 pub mod otlp_grpc;

@@ -1,4 +1,8 @@
 //! OTLP over gRPC: the metrics and logs collector services from opentelemetry-proto.
+//!
+//! Both services sit behind admission control ([`Admitted`]): a request past the ingest limits
+//! is answered `RESOURCE_EXHAUSTED` with a `RetryInfo` delay, before or while its message is
+//! read, or once decoded when the decoded message does not fit.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,9 +19,11 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
+use prost::Message;
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
+use super::admission::{self, Admission, Admitted, Permit};
 use crate::app::App;
 use crate::telemetry::Protocol;
 
@@ -25,30 +31,77 @@ use crate::telemetry::Protocol;
 #[derive(Clone)]
 pub struct OtlpGrpc {
     app: Arc<App>,
+    admission: Arc<Admission>,
 }
 
 impl OtlpGrpc {
-    /// The services.
+    /// Waits until the write ending at `journal_pos` is durable; UNAVAILABLE (counted) when it
+    /// may not be.
+    async fn durable(
+        &self,
+        journal_pos: u64,
+        service: &str,
+        started: Instant,
+    ) -> Result<(), Status> {
+        self.app.durable_at(journal_pos).await.map_err(|e| {
+            self.app.telemetry.observe_grpc(
+                service,
+                "UNAVAILABLE",
+                started.elapsed().as_secs_f64(),
+            );
+            Status::unavailable(e)
+        })
+    }
+
+    /// The services, with ingest limits of their own.
     pub fn new(app: Arc<App>) -> Self {
-        Self { app }
+        let admission = Admission::for_app(&app);
+        Self::with_admission(app, admission)
+    }
+
+    /// The services, admitted by `admission` (shared with the other listeners).
+    pub fn with_admission(app: Arc<App>, admission: Arc<Admission>) -> Self {
+        Self { app, admission }
     }
 
     /// The metrics service, gzip accepted, messages bounded by `limits.max_decompressed_body`.
-    pub fn metrics_server(&self) -> MetricsServiceServer<Self> {
+    pub fn metrics_server(&self) -> Admitted<MetricsServiceServer<Self>> {
         let limit = self.app.config.limits.max_decompressed_body.as_usize();
-        MetricsServiceServer::new(self.clone())
+        let server = MetricsServiceServer::new(self.clone())
             .accept_compressed(CompressionEncoding::Gzip)
             .send_compressed(CompressionEncoding::Gzip)
-            .max_decoding_message_size(limit)
+            .max_decoding_message_size(limit);
+        Admitted::new(
+            server,
+            self.admission.clone(),
+            crate::auth::LISTENER_OTLP_GRPC,
+        )
     }
 
     /// The logs service, likewise.
-    pub fn logs_server(&self) -> LogsServiceServer<Self> {
+    pub fn logs_server(&self) -> Admitted<LogsServiceServer<Self>> {
         let limit = self.app.config.limits.max_decompressed_body.as_usize();
-        LogsServiceServer::new(self.clone())
+        let server = LogsServiceServer::new(self.clone())
             .accept_compressed(CompressionEncoding::Gzip)
             .send_compressed(CompressionEncoding::Gzip)
-            .max_decoding_message_size(limit)
+            .max_decoding_message_size(limit);
+        Admitted::new(
+            server,
+            self.admission.clone(),
+            crate::auth::LISTENER_OTLP_GRPC,
+        )
+    }
+}
+
+/// Reserves the decoded message's size on the request's permit (its wire size stands for it):
+/// a request that does not fit is shed.
+fn reserve_decoded<T: Message>(request: &Request<T>) -> Result<(), Status> {
+    match request.extensions().get::<Arc<Permit>>() {
+        Some(permit) => permit
+            .reserve(request.get_ref().encoded_len())
+            .map_err(admission::grpc_status),
+        // Served without admission (a service used on its own).
+        None => Ok(()),
     }
 }
 
@@ -59,9 +112,20 @@ impl MetricsService for OtlpGrpc {
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
         let started = Instant::now();
-        let out = self
-            .app
-            .ingest_otlp_metrics(Protocol::OtlpGrpc, request.get_ref());
+        if let Err(status) = reserve_decoded(&request) {
+            self.app.telemetry.observe_grpc(
+                "metrics",
+                "RESOURCE_EXHAUSTED",
+                started.elapsed().as_secs_f64(),
+            );
+            return Err(status);
+        }
+        let out = admission::run_blocking(|| {
+            self.app
+                .ingest_otlp_metrics(Protocol::OtlpGrpc, request.get_ref())
+        });
+        // Answered once durable (`storage.fsync`); UNAVAILABLE has the client retry.
+        self.durable(out.journal_pos, "metrics", started).await?;
         let rejected = out.rejected_total();
         let partial_success = (rejected > 0).then(|| ExportMetricsPartialSuccess {
             rejected_data_points: i64::try_from(rejected).unwrap_or(i64::MAX),
@@ -83,9 +147,19 @@ impl LogsService for OtlpGrpc {
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         let started = Instant::now();
-        let out = self
-            .app
-            .ingest_otlp_logs(Protocol::OtlpGrpc, request.get_ref());
+        if let Err(status) = reserve_decoded(&request) {
+            self.app.telemetry.observe_grpc(
+                "logs",
+                "RESOURCE_EXHAUSTED",
+                started.elapsed().as_secs_f64(),
+            );
+            return Err(status);
+        }
+        let out = admission::run_blocking(|| {
+            self.app
+                .ingest_otlp_logs(Protocol::OtlpGrpc, request.get_ref())
+        });
+        self.durable(out.journal_pos, "logs", started).await?;
         let partial_success = (out.rejected > 0).then(|| ExportLogsPartialSuccess {
             rejected_log_records: i64::try_from(out.rejected).unwrap_or(i64::MAX),
             error_message: out.message.unwrap_or_default(),

@@ -7,7 +7,7 @@
 //! confidence interval (Sen, 1968) as the spread: the fastest plausible slope gives the P10 ETA,
 //! the median slope P50, the slowest P90. A trend whose interval includes zero predicts nothing.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::ModelSettings;
 use super::stats::probit;
@@ -20,7 +20,7 @@ const ENVELOPE_MS: i64 = 3_600_000;
 const MIN_RELATIVE_SLOPE_SPREAD: f64 = 0.1;
 
 /// Which way a threshold is crossed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ThresholdDirection {
     /// Rising through the threshold (disk usage, memory).
@@ -30,7 +30,7 @@ pub enum ThresholdDirection {
 }
 
 /// Trends of the upper and lower envelopes, fitted at a boundary.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EnvelopeTrend {
     /// Upper envelope (rolling max).
     pub upper: Line,
@@ -39,7 +39,7 @@ pub struct EnvelopeTrend {
 }
 
 /// A fitted line with an 80% interval on its slope.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Line {
     /// Value of the line at `at_ms`.
     pub level: f64,

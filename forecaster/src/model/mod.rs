@@ -13,7 +13,7 @@ mod seasonality;
 pub(crate) mod stats;
 mod trend;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use breach::{BreachEta, EnvelopeTrend, ThresholdDirection};
 pub use fit::fit;
@@ -62,7 +62,7 @@ impl ModelSettings {
 }
 
 /// How far a series' model has come.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReadinessState {
     /// Not enough data for any model: nothing is scored.
@@ -74,7 +74,7 @@ pub enum ReadinessState {
 }
 
 /// Readiness with the reason, as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Readiness {
     /// The state.
     pub state: ReadinessState,
@@ -83,7 +83,7 @@ pub struct Readiness {
 }
 
 /// The model that produced a baseline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
     /// MSTL with the detected periods and an AutoETS trend.
@@ -98,7 +98,7 @@ pub enum Method {
 
 /// One step of the forward path as stored: compact `f32` offsets from the baseline's
 /// `offset`, so a series at 1e15 keeps the resolution of its own variation.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BandPoint {
     /// Expected value, minus the baseline's offset.
     pub expected: f32,
@@ -120,7 +120,7 @@ pub struct Band {
 }
 
 /// A fitted baseline.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Baseline {
     /// The model used.
     pub method: Method,

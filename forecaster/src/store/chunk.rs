@@ -10,8 +10,9 @@
 pub(crate) const CHUNK_SLOTS: u32 = 240;
 
 /// Append-only bit buffer, most significant bit first.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct BitBuf {
+    #[serde(with = "crate::store::durable::byte_vec")]
     bytes: Vec<u8>,
     /// Bits used in the last byte (0 means the last byte is full or there is none).
     tail_bits: u8,
@@ -71,7 +72,7 @@ impl BitReader<'_> {
 }
 
 /// Up to [`CHUNK_SLOTS`] consecutive step values starting at `start_ms`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Chunk {
     start_ms: i64,
     len: u32,

@@ -6,6 +6,7 @@
 
 mod bands;
 mod chunk;
+mod durable;
 pub mod logs;
 mod selector;
 mod series;
@@ -24,6 +25,9 @@ use crate::ingest::{
 };
 use crate::model::{self, Baseline, ModelSettings, Readiness};
 pub use bands::PastBand;
+pub(crate) use durable::fixed_array;
+pub use durable::{Durable, OpenError};
+use durable::{Journal, Record};
 pub use selector::Selector;
 use series::{DetectSettings, LabelSet, Resolution, Series, StepOut};
 
@@ -62,6 +66,9 @@ pub struct WriteOutcome {
     pub scores: Vec<(SeriesId, StepScore)>,
     /// Fits due: run them with [`Store::complete_fit`] (off the async threads).
     pub fit_jobs: Vec<FitJob>,
+    /// With a durable store: the journal position after this write's last record. The write
+    /// is durable once the journal is committed up to it ([`Durable::wait_committed`]).
+    pub journal_pos: u64,
 }
 
 /// A fit a series is waiting for. It carries no data: the steps before the boundary are
@@ -303,6 +310,42 @@ pub struct Store {
     retention_ms: i64,
     limits: StoreLimits,
     inline_fits: bool,
+    /// Where accepted writes are journaled, when the store is durable.
+    journal: Option<Arc<Journal>>,
+    /// Series dropped since the last checkpoint (durable stores only).
+    removed: Mutex<Vec<SeriesId>>,
+}
+
+/// What a checkpoint wrote.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct CheckpointStats {
+    /// Series whose state was written.
+    pub series: usize,
+    /// Sealed chunks written.
+    pub chunks: usize,
+    /// Baselines written.
+    pub models: usize,
+    /// Series removed from disk.
+    pub removed: usize,
+    /// Bytes written, values only.
+    pub bytes: u64,
+    /// Journal entries dropped.
+    pub journal_entries: usize,
+}
+
+/// What a restart found on disk.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct RestoreStats {
+    /// Series loaded from the checkpoint.
+    pub series: usize,
+    /// Series with a fitted baseline among them.
+    pub models: usize,
+    /// Journal entries replayed after the checkpoint.
+    pub journal_entries: usize,
+    /// Points replayed from the journal.
+    pub journal_points: u64,
+    /// Journal entries that could not be read and were skipped.
+    pub journal_errors: usize,
 }
 
 impl Store {
@@ -330,6 +373,8 @@ impl Store {
         };
         Self {
             inline_fits: false,
+            journal: None,
+            removed: Mutex::new(Vec::new()),
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             series_count: AtomicUsize::new(0),
             res: Resolution {
@@ -353,6 +398,13 @@ impl Store {
     /// single-threaded, for backtests.
     pub fn with_inline_fits(mut self) -> Self {
         self.inline_fits = true;
+        self
+    }
+
+    /// Journals every accepted write to `durable` (see [`Store::checkpoint`] and
+    /// [`Store::restore`]).
+    pub fn with_durable(mut self, durable: &Durable) -> Self {
+        self.journal = Some(durable.journal.clone());
         self
     }
 
@@ -391,7 +443,7 @@ impl Store {
         }
         out.first_error = batch.first_error;
         for sw in batch.series {
-            self.write_series(sw, now_ms, history, &mut out);
+            self.write_series(sw, now_ms, history, true, &mut out);
         }
         out
     }
@@ -401,8 +453,10 @@ impl Store {
         mut sw: SeriesWrite,
         now_ms: i64,
         history: bool,
+        journal: bool,
         out: &mut WriteOutcome,
     ) {
+        let journal = self.journal.as_deref().filter(|_| journal);
         let n = sw.points.len() as u64;
         if n == 0 {
             return;
@@ -433,6 +487,9 @@ impl Store {
                     return;
                 }
                 out.new_series += 1;
+                if let Some(j) = journal {
+                    out.journal_pos = j.series(id, sw.kind, &sw.labels);
+                }
                 shard.insert(id, &sw.labels, sw.kind)
             }
         };
@@ -461,11 +518,17 @@ impl Store {
             history,
             ..StepOut::default()
         };
+        let mut accepted = Vec::new();
         for p in sw.points {
             let result = check_point(&p, oldest, newest)
                 .and_then(|()| series.push(p, &self.res, &mut steps));
             match result {
-                Ok(()) => out.accepted += 1,
+                Ok(()) => {
+                    out.accepted += 1;
+                    if journal.is_some() {
+                        accepted.push(p);
+                    }
+                }
                 Err(reason) => {
                     let last = series.last_ts;
                     out.reject(reason, 1, || {
@@ -478,6 +541,12 @@ impl Store {
         if history {
             steps.fit = series.catch_up(&self.res, &mut steps);
             self.after_steps(id, series, &mut steps, out);
+        }
+        if let Some(j) = journal
+            && !accepted.is_empty()
+        {
+            // Still under the shard lock: the journal orders this series' writes as applied.
+            out.journal_pos = j.points(id, history, &accepted);
         }
     }
 
@@ -525,6 +594,8 @@ impl Store {
                 .collect(),
             None => Vec::new(),
         };
+        series.saved.dirty = true;
+        series.saved.model_dirty = true;
         series.detector.as_mut()?.install(
             boundary_ms,
             result,
@@ -886,6 +957,9 @@ impl Store {
             for id in stale {
                 shard.remove(id);
                 removed += 1;
+                if self.journal.is_some() {
+                    self.removed.lock().push(id);
+                }
             }
         }
         self.series_count.fetch_sub(removed, Ordering::Relaxed);
@@ -906,6 +980,362 @@ impl Store {
             }
         }
         m
+    }
+}
+
+/// Series a checkpoint encodes per hold of a shard's lock.
+const CHECKPOINT_LOCK_SERIES: usize = 256;
+/// Bytes a checkpoint gathers before writing them: bounds the memory it holds at once.
+const CHECKPOINT_BATCH_BYTES: usize = 8 << 20;
+
+impl Store {
+    /// Writes what changed since the last checkpoint to `db`, with `extra` entries for the
+    /// `meta` keyspace, then drops the journal the checkpoint covers. Takes each shard's lock
+    /// in turn, briefly: ingest goes on meanwhile. Blocking: call it off the async threads.
+    pub fn checkpoint(
+        &self,
+        db: &Durable,
+        extra: &[(&str, Vec<u8>)],
+    ) -> Result<CheckpointStats, fjall::Error> {
+        let mut stats = CheckpointStats::default();
+        // Everything applied so far, committed: the checkpoint covers it, and the journal up to
+        // it can go once the checkpoint is written.
+        let covered = db.sync_journal()?;
+
+        // Removals first, in their own batch: a series dropped and created again since the
+        // last checkpoint is then written afresh below.
+        let removed = std::mem::take(&mut *self.removed.lock());
+        if !removed.is_empty() {
+            let mut batch = db.db.batch();
+            for id in &removed {
+                let key = id.to_be_bytes();
+                batch.remove(&db.series, key);
+                batch.remove(&db.heads, key);
+                batch.remove(&db.models, key);
+                for k in db.chunks.prefix(key) {
+                    batch.remove(&db.chunks, k.key()?);
+                }
+            }
+            stats.removed = removed.len();
+            batch.commit()?;
+        }
+
+        let mut pending: Vec<(SeriesId, Option<Vec<u8>>, series::SeriesSave)> = Vec::new();
+        let mut pending_bytes = 0;
+        for shard in self.shards.iter() {
+            let ids: Vec<(SeriesId, u32)> =
+                shard.lock().by_id.iter().map(|(i, s)| (*i, *s)).collect();
+            // A few hundred series per lock: ingest into the shard waits at most that long.
+            for group in ids.chunks(CHECKPOINT_LOCK_SERIES) {
+                {
+                    let mut shard = shard.lock();
+                    for &(id, slot) in group {
+                        if shard.by_id.get(&id) != Some(&slot) {
+                            continue; // Dropped (or dropped and created again) meanwhile.
+                        }
+                        let Some(series) =
+                            shard.slots.get_mut(slot as usize).and_then(Option::as_mut)
+                        else {
+                            continue;
+                        };
+                        let meta = (!series.saved.known).then(|| {
+                            let labels: Vec<(String, String)> = series
+                                .labels
+                                .iter()
+                                .map(|(n, v)| (n.to_string(), v.to_string()))
+                                .collect();
+                            let mut meta = Vec::new();
+                            durable::encode_series_meta(series.kind, &labels, &mut meta);
+                            meta
+                        });
+                        series.saved.known = true;
+                        let save = series.save();
+                        if meta.is_none() && save.is_none() {
+                            continue;
+                        }
+                        let save = save.unwrap_or_default();
+                        pending_bytes += save.bytes() + meta.as_ref().map_or(0, Vec::len);
+                        pending.push((id, meta, save));
+                    }
+                }
+                // Bounded memory: write out every few megabytes.
+                if pending_bytes >= CHECKPOINT_BATCH_BYTES {
+                    self.write_saves(db, &mut pending, &mut stats)?;
+                    pending_bytes = 0;
+                }
+            }
+        }
+        self.write_saves(db, &mut pending, &mut stats)?;
+
+        let mut batch = db.db.batch();
+        for (key, value) in extra {
+            stats.bytes += value.len() as u64;
+            batch.insert(&db.meta, *key, value.as_slice());
+        }
+        batch.insert(&db.meta, "checkpoint", covered.to_le_bytes());
+        batch.commit()?;
+        db.db.persist(fjall::PersistMode::SyncAll)?;
+        db.checkpointed.store(covered, Ordering::Relaxed);
+
+        // The journal up to `covered` is in the checkpoint now.
+        let mut batch = db.db.batch();
+        for entry in db.journal_ks.range(..=covered.to_be_bytes()) {
+            batch.remove(&db.journal_ks, entry.key()?);
+            stats.journal_entries += 1;
+        }
+        batch.commit()?;
+        Ok(stats)
+    }
+
+    /// Loads the checkpointed series with ids in `[lo, hi]`: how many, how many with a
+    /// baseline, and the fits that were in flight.
+    fn restore_range(
+        &self,
+        db: &Durable,
+        lo: SeriesId,
+        hi: SeriesId,
+    ) -> Result<(usize, usize, Vec<FitJob>), fjall::Error> {
+        let (mut series_n, mut models_n, mut fits) = (0, 0, Vec::new());
+        let ids = lo.to_be_bytes()..=hi.to_be_bytes();
+        let mut heads = Cursor::new(db.heads.range(ids.clone()));
+        let mut models = Cursor::new(db.models.range(ids.clone()));
+        let mut chunks = Cursor::new(
+            db.chunks
+                .range(durable::chunk_key(lo, i64::MIN)..=durable::chunk_key(hi, i64::MAX)),
+        );
+        for entry in db.series.range(ids) {
+            let (key, meta) = entry.into_inner()?;
+            let Ok(id_be) = <[u8; 8]>::try_from(&*key) else {
+                continue;
+            };
+            let id = SeriesId::from_be_bytes(id_be);
+            let unreadable = |what: &str, e: &dyn std::fmt::Display| {
+                tracing::error!(id = format_args!("{id:016x}"), error = %e, "unreadable {what} skipped");
+            };
+            let head = heads.take(id_be)?.into_iter().next().and_then(|h| {
+                postcard::from_bytes::<series::SavedHead>(&h)
+                    .map_err(|e| unreadable("head", &e))
+                    .ok()
+            });
+            let sealed: Vec<chunk::Chunk> = chunks
+                .take(id_be)?
+                .iter()
+                .filter_map(|c| {
+                    postcard::from_bytes(c)
+                        .map_err(|e| unreadable("chunk", &e))
+                        .ok()
+                })
+                .collect();
+            let baseline = models.take(id_be)?.into_iter().next().and_then(|b| {
+                postcard::from_bytes::<Baseline>(&b)
+                    .map_err(|e| unreadable("baseline", &e))
+                    .ok()
+            });
+            let (kind, labels) = match durable::decode_series_meta(&mut &*meta) {
+                Ok(m) => m,
+                Err(e) => {
+                    unreadable("series", &e);
+                    continue;
+                }
+            };
+            models_n += usize::from(baseline.is_some());
+            let mut shard = self.shards[(id % SHARDS as u64) as usize].lock();
+            if shard.by_id.contains_key(&id) {
+                continue;
+            }
+            let slot = shard.insert(id, &labels, kind);
+            let Some(fresh) = shard.slots.get_mut(slot as usize).and_then(Option::take) else {
+                continue;
+            };
+            let mut restored = match head {
+                Some(head) => Series::restore(fresh.labels, kind, head, sealed, baseline),
+                None => fresh,
+            };
+            restored.saved.known = true;
+            if let Some(boundary_ms) = restored.detector.as_ref().and_then(|d| d.in_flight()) {
+                fits.push(FitJob { id, boundary_ms });
+            }
+            shard.slots[slot as usize] = Some(restored);
+            self.series_count.fetch_add(1, Ordering::Relaxed);
+            series_n += 1;
+        }
+        Ok((series_n, models_n, fits))
+    }
+
+    fn write_saves(
+        &self,
+        db: &Durable,
+        pending: &mut Vec<(SeriesId, Option<Vec<u8>>, series::SeriesSave)>,
+        stats: &mut CheckpointStats,
+    ) -> Result<(), fjall::Error> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let mut batch = db.db.batch();
+        for (id, meta, save) in pending.drain(..) {
+            let key = id.to_be_bytes();
+            if let Some(meta) = meta {
+                stats.bytes += meta.len() as u64;
+                batch.insert(&db.series, key, meta);
+            }
+            if let Some((from, to)) = save.drop_chunks {
+                for k in db
+                    .chunks
+                    .range(durable::chunk_key(id, from)..durable::chunk_key(id, to))
+                {
+                    batch.remove(&db.chunks, k.key()?);
+                }
+            }
+            for (start, bytes) in save.chunks {
+                stats.chunks += 1;
+                stats.bytes += bytes.len() as u64;
+                batch.insert(&db.chunks, durable::chunk_key(id, start), bytes);
+            }
+            if let Some(model) = save.baseline {
+                stats.models += 1;
+                stats.bytes += model.len() as u64;
+                batch.insert(&db.models, key, model);
+            }
+            if !save.head.is_empty() {
+                stats.series += 1;
+                stats.bytes += save.head.len() as u64;
+                batch.insert(&db.heads, key, save.head);
+            }
+        }
+        batch.commit()
+    }
+
+    /// Loads the last checkpoint from `db` and replays the journal after it. Returns what it
+    /// found, and the fits to run: those that were in flight at the checkpoint and those the
+    /// replay made due. Call it on an empty store, before serving.
+    pub fn restore(
+        &self,
+        db: &Durable,
+        now_ms: i64,
+    ) -> Result<(RestoreStats, WriteOutcome), fjall::Error> {
+        let mut stats = RestoreStats::default();
+        let mut out = WriteOutcome::default();
+        // The id space in as many ranges as there are cores, each read in one sequential pass
+        // over the four keyspaces (all keyed by series id first).
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
+        let span = u64::MAX / threads as u64;
+        let loaded = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads as u64)
+                .map(|t| {
+                    let lo = t * span;
+                    let hi = if t + 1 == threads as u64 {
+                        u64::MAX
+                    } else {
+                        lo + span - 1
+                    };
+                    scope.spawn(move || self.restore_range(db, lo, hi))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Ok((0, 0, Vec::new()))))
+                .collect::<Vec<_>>()
+        });
+        for part in loaded {
+            let (series, models, fits) = part?;
+            stats.series += series;
+            stats.models += models;
+            out.fit_jobs.extend(fits);
+        }
+
+        let covered = db.checkpoint_pos()?;
+        for entry in db.journal_after(covered) {
+            let (_, bytes) = entry?;
+            let records = match durable::decode_records(&bytes) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "unreadable journal entry skipped");
+                    stats.journal_errors += 1;
+                    continue;
+                }
+            };
+            stats.journal_entries += 1;
+            for record in records {
+                match record {
+                    Record::Series { id, kind, labels } => {
+                        let mut shard = self.shards[(id % SHARDS as u64) as usize].lock();
+                        if !shard.by_id.contains_key(&id) {
+                            shard.insert(id, &labels, kind);
+                            self.series_count.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Record::Points {
+                        id,
+                        history,
+                        points,
+                    } => {
+                        let labels = {
+                            let shard = self.shards[(id % SHARDS as u64) as usize].lock();
+                            let Some(series) = shard.by_id.get(&id).and_then(|s| shard.series(*s))
+                            else {
+                                continue;
+                            };
+                            let kind = series.kind;
+                            let labels: Vec<(String, String)> = series
+                                .labels
+                                .iter()
+                                .map(|(n, v)| (n.to_string(), v.to_string()))
+                                .collect();
+                            (labels, kind)
+                        };
+                        stats.journal_points += points.len() as u64;
+                        let sw = SeriesWrite {
+                            labels: labels.0,
+                            kind: labels.1,
+                            points,
+                        };
+                        self.write_series(sw, now_ms, history, false, &mut out);
+                    }
+                }
+            }
+        }
+        // Replayed points the checkpoint already held are refused as not newer: not news.
+        out.rejected.clear();
+        out.first_error = None;
+        Ok((stats, out))
+    }
+}
+
+/// A sequential pass over a keyspace whose keys start with a series id, taken one series at a
+/// time in id order.
+struct Cursor<I: Iterator<Item = fjall::Guard>> {
+    it: I,
+    /// The first entry past the series last taken.
+    pending: Option<(fjall::Slice, fjall::Slice)>,
+}
+
+impl<I: Iterator<Item = fjall::Guard>> Cursor<I> {
+    fn new(it: I) -> Self {
+        Self { it, pending: None }
+    }
+
+    /// The values of the entries of series `id` (keys starting with its 8 bytes), skipping
+    /// entries of series before it (left without a series record).
+    fn take(&mut self, id: [u8; 8]) -> Result<Vec<fjall::Slice>, fjall::Error> {
+        let mut out = Vec::new();
+        loop {
+            let (key, value) = match self.pending.take() {
+                Some(kv) => kv,
+                None => match self.it.next() {
+                    Some(guard) => guard.into_inner()?,
+                    None => break,
+                },
+            };
+            match key.get(..8).map(|k| k.cmp(&id[..])) {
+                Some(std::cmp::Ordering::Equal) => out.push(value),
+                Some(std::cmp::Ordering::Less) | None => {}
+                Some(std::cmp::Ordering::Greater) => {
+                    self.pending = Some((key, value));
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -3,9 +3,12 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use super::chunk::Chunk;
 use crate::detect::{FitRequest, SeriesDetector, StepScore};
 use crate::ingest::{Point, RejectReason, ValueKind};
+use crate::model::Baseline;
 use crate::model::ModelSettings;
 
 /// Interned label pairs, sorted by name.
@@ -46,7 +49,7 @@ impl Resolution {
 }
 
 /// The step being filled: not yet part of the history.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct OpenStep {
     slot_ms: i64,
     /// Gauge: the last value. Counters and deltas: the increase seen so far.
@@ -85,10 +88,75 @@ pub(crate) struct Series {
     pub(crate) detector: Option<Box<SeriesDetector>>,
     /// Raw points accepted over the series' life.
     pub(crate) points_total: u64,
+    /// What the last checkpoint left on disk.
+    pub(crate) saved: SavedMarks,
+}
+
+/// What of a series is on disk, so a checkpoint writes only what changed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SavedMarks {
+    /// Labels and kind are on disk.
+    pub(crate) known: bool,
+    /// Points or steps changed since the last checkpoint.
+    pub(crate) dirty: bool,
+    /// A fit was installed since the last checkpoint.
+    pub(crate) model_dirty: bool,
+    /// Sealed chunks starting before this are on disk.
+    pub(crate) until_ms: i64,
+    /// The oldest chunk on disk starts here (at or after).
+    pub(crate) from_ms: i64,
+}
+
+impl Default for SavedMarks {
+    fn default() -> Self {
+        Self {
+            known: false,
+            dirty: true,
+            model_dirty: false,
+            until_ms: i64::MIN,
+            from_ms: i64::MIN,
+        }
+    }
+}
+
+/// A series' state on disk apart from its sealed chunks and its baseline: small, rewritten by
+/// every checkpoint that finds the series changed.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct SavedHead {
+    last_ts: i64,
+    last_value: f64,
+    last_start: i64,
+    open: Option<OpenStep>,
+    points_total: u64,
+    /// The newest chunk, still being filled.
+    tail: Option<Chunk>,
+    detector: Option<SeriesDetector>,
+}
+
+/// What a checkpoint writes for one series.
+#[derive(Debug, Default)]
+pub(crate) struct SeriesSave {
+    /// The head, encoded.
+    pub(crate) head: Vec<u8>,
+    /// Newly sealed chunks: start and encoded chunk.
+    pub(crate) chunks: Vec<(i64, Vec<u8>)>,
+    /// Chunks on disk starting in `[from, to)` fell out of retention.
+    pub(crate) drop_chunks: Option<(i64, i64)>,
+    /// The baseline, encoded, when a fit was installed since the last checkpoint.
+    pub(crate) baseline: Option<Vec<u8>>,
 }
 
 /// A point in resampled history: slot timestamp and value (NaN where the step had no data).
 pub(crate) type Slot = (i64, f64);
+
+impl SeriesSave {
+    /// Bytes it holds.
+    pub(crate) fn bytes(&self) -> usize {
+        self.head.len()
+            + self.chunks.iter().map(|(_, c)| c.len()).sum::<usize>()
+            + self.baseline.as_ref().map_or(0, Vec::len)
+    }
+}
 
 impl Series {
     pub(crate) fn new(labels: LabelSet, kind: ValueKind) -> Self {
@@ -102,6 +170,94 @@ impl Series {
             chunks: VecDeque::new(),
             detector: None,
             points_total: 0,
+            saved: SavedMarks::default(),
+        }
+    }
+
+    /// What changed since the last checkpoint, encoded, and marks it saved. `None` when
+    /// nothing did.
+    pub(crate) fn save(&mut self) -> Option<SeriesSave> {
+        if !self.saved.dirty && !self.saved.model_dirty {
+            return None;
+        }
+        let mut out = SeriesSave::default();
+        let sealed = self.chunks.len().saturating_sub(1);
+        for c in self.chunks.iter().take(sealed) {
+            if c.start_ms() >= self.saved.until_ms {
+                out.chunks
+                    .push((c.start_ms(), postcard::to_stdvec(c).unwrap_or_default()));
+            }
+        }
+        if let Some(front) = self.chunks.front()
+            && front.start_ms() > self.saved.from_ms
+        {
+            if self.saved.until_ms > self.saved.from_ms {
+                out.drop_chunks = Some((self.saved.from_ms, front.start_ms()));
+            }
+            self.saved.from_ms = front.start_ms();
+        }
+        if let Some(tail) = self.chunks.back() {
+            self.saved.until_ms = tail.start_ms();
+        }
+        let head = SavedHead {
+            last_ts: self.last_ts,
+            last_value: self.last_value,
+            last_start: self.last_start,
+            open: self.open,
+            points_total: self.points_total,
+            tail: self.chunks.back().cloned(),
+            detector: self.detector.as_deref().cloned(),
+        };
+        out.head = postcard::to_stdvec(&head).unwrap_or_default();
+        if self.saved.model_dirty {
+            out.baseline = self
+                .detector
+                .as_ref()
+                .and_then(|d| d.baseline())
+                .and_then(|b| postcard::to_stdvec(b).ok());
+        }
+        self.saved.dirty = false;
+        self.saved.model_dirty = false;
+        Some(out)
+    }
+
+    /// A series as a checkpoint left it: its head, its sealed chunks in order (those older
+    /// than the head's tail) and its baseline.
+    pub(crate) fn restore(
+        labels: LabelSet,
+        kind: ValueKind,
+        head: SavedHead,
+        sealed: Vec<Chunk>,
+        baseline: Option<Baseline>,
+    ) -> Self {
+        let tail_start = head.tail.as_ref().map_or(i64::MAX, Chunk::start_ms);
+        let mut chunks: VecDeque<Chunk> = sealed
+            .into_iter()
+            .filter(|c| c.start_ms() < tail_start)
+            .collect();
+        let from_ms = chunks.front().map_or(tail_start, Chunk::start_ms);
+        chunks.extend(head.tail);
+        let mut detector = head.detector.map(Box::new);
+        if let (Some(d), Some(b)) = (detector.as_mut(), baseline) {
+            d.restore_baseline(b);
+        }
+        Self {
+            labels,
+            kind,
+            last_ts: head.last_ts,
+            last_value: head.last_value,
+            last_start: head.last_start,
+            open: head.open,
+            chunks,
+            detector,
+            points_total: head.points_total,
+            saved: SavedMarks {
+                known: true,
+                dirty: false,
+                model_dirty: false,
+                until_ms: tail_start,
+                from_ms,
+            },
         }
     }
 
@@ -183,6 +339,7 @@ impl Series {
         self.last_value = p.value;
         self.last_start = p.start_ms;
         self.points_total += 1;
+        self.saved.dirty = true;
         Ok(())
     }
 
@@ -239,6 +396,7 @@ impl Series {
     }
 
     fn append(&mut self, slot_ms: i64, value: f64, res: &Resolution, out: &mut StepOut) {
+        self.saved.dirty = true;
         self.store_slot(slot_ms, value, res);
         if out.history {
             out.history_steps += u64::from(value.is_finite());

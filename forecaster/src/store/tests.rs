@@ -327,3 +327,174 @@ fn history_is_fitted_once_then_live_steps_are_scored() {
     assert!(out.fit_jobs.is_empty());
     assert_eq!(out.scores.len(), 5, "{out:?}");
 }
+
+fn wait_committed(db: &Durable, pos: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while db.committed_pos() < pos {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "journal not committed up to {pos} (at {})",
+            db.committed_pos()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+fn open_db(dir: &std::path::Path) -> Durable {
+    Durable::open(
+        dir,
+        60_000,
+        presage_config::FsyncPolicy::Always,
+        std::time::Duration::from_secs(1),
+    )
+    .unwrap()
+}
+
+/// Two days of a daily cycle for a gauge, a counter and a backfilled gauge.
+fn restart_batches(n: usize) -> Vec<WriteBatch> {
+    let step = 60_000;
+    let base = NOW - (n as i64 + 5) * step;
+    let mut out = Vec::new();
+    for start in (0..n).step_by(97) {
+        let range = start..(start + 97).min(n);
+        let wave = |i: usize| (i as f64 * std::f64::consts::TAU / 1440.0).sin();
+        let mut batch = WriteBatch::default();
+        batch.series.push(SeriesWrite {
+            labels: labels("cpu", &[("host", "a")]),
+            kind: ValueKind::Gauge,
+            points: range
+                .clone()
+                .map(|i| {
+                    Point::new(
+                        base + i as i64 * step + 7,
+                        50.0 + 10.0 * wave(i) + ((i * 7) % 5) as f64,
+                    )
+                })
+                .collect(),
+        });
+        batch.series.push(SeriesWrite {
+            labels: labels("requests_total", &[("host", "a")]),
+            kind: ValueKind::Counter,
+            points: range
+                .map(|i| {
+                    // Two points per step, a reset at step 1000.
+                    let v = (i % 1000) as f64 * (100.0 + 20.0 * wave(i));
+                    Point::new(base + i as i64 * step + 30_000, v)
+                })
+                .collect(),
+        });
+        out.push(batch);
+    }
+    out
+}
+
+#[test]
+fn a_restart_resumes_exactly_where_the_journal_and_checkpoint_left_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cfg(10);
+    let batches = restart_batches(1440 * 2 + 300);
+    let (first, rest) = batches.split_at(12);
+    let (middle, last) = rest.split_at(8);
+
+    let reference = Store::new(&cfg).with_inline_fits();
+    let mut want = Vec::new();
+    for b in batches.iter() {
+        want.push(reference.write(b.clone(), NOW).scores);
+    }
+
+    {
+        let db = open_db(dir.path());
+        let store = Store::new(&cfg).with_inline_fits().with_durable(&db);
+        for b in first {
+            store.write(b.clone(), NOW);
+        }
+        let stats = store.checkpoint(&db, &[]).unwrap();
+        assert_eq!(stats.series, 2);
+        assert!(stats.chunks > 0 && stats.models == 2, "{stats:?}");
+        // After the checkpoint: only in the journal.
+        let mut pos = 0;
+        for b in middle {
+            pos = store.write(b.clone(), NOW).journal_pos;
+        }
+        wait_committed(&db, pos);
+        // Dropped without a checkpoint, as a crash would leave it.
+    }
+
+    let db = open_db(dir.path());
+    let store = Store::new(&cfg).with_inline_fits().with_durable(&db);
+    let (stats, out) = store.restore(&db, NOW).unwrap();
+    assert_eq!((stats.series, stats.models), (2, 2), "{stats:?}");
+    assert!(stats.journal_entries >= 8, "{stats:?}");
+    assert!(stats.journal_points >= 8 * 97 * 2, "{stats:?}");
+    assert!(out.fit_jobs.is_empty(), "no refit: {:?}", out.fit_jobs);
+    assert!(out.rejected.is_empty());
+
+    // The rest scores exactly as if the daemon had never stopped: history, baselines and
+    // detector state came back whole.
+    let mut got: Vec<Vec<(SeriesId, crate::detect::StepScore)>> = Vec::new();
+    for b in last {
+        got.push(store.write(b.clone(), NOW).scores);
+    }
+    assert_eq!(got, want[20..]);
+    assert!(got.iter().map(Vec::len).sum::<usize>() > 1000);
+    let all = Selector::parse(r#"{__name__=~".+"}"#).unwrap();
+    let (a, b) = (
+        reference.history(&all, i64::MIN, i64::MAX, 10),
+        store.history(&all, i64::MIN, i64::MAX, 10),
+    );
+    assert_eq!(a.len(), 2);
+    for (a, b) in a.iter().zip(&b) {
+        let bits = |h: &SeriesHistory| -> Vec<(i64, u64)> {
+            h.points.iter().map(|(t, v)| (*t, v.to_bits())).collect()
+        };
+        assert_eq!(bits(a), bits(b));
+        assert_eq!(a.baseline, b.baseline);
+        assert_eq!(a.info.points_total, b.info.points_total);
+    }
+
+    // A second checkpoint drops the replayed journal.
+    let stats = store.checkpoint(&db, &[]).unwrap();
+    assert!(stats.journal_entries >= 8, "{stats:?}");
+    assert_eq!(db.journal_after(0).count(), 0);
+}
+
+#[test]
+fn dropped_series_leave_the_disk_and_a_step_change_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cfg(10);
+    {
+        let db = open_db(dir.path());
+        let store = Store::new(&cfg).with_durable(&db);
+        let old = NOW - 10 * 86_400_000;
+        store.write(gauge(labels("gone", &[]), &[(old, 1.0)]), old);
+        store.write(gauge(labels("kept", &[]), &[(NOW, 1.0)]), NOW);
+        store.checkpoint(&db, &[]).unwrap();
+        assert_eq!(store.drop_stale(NOW + 5 * 86_400_000), 1);
+        let stats = store.checkpoint(&db, &[]).unwrap();
+        assert_eq!(stats.removed, 1);
+    }
+    {
+        let db = open_db(dir.path());
+        let store = Store::new(&cfg).with_durable(&db);
+        let (stats, _) = store.restore(&db, NOW).unwrap();
+        assert_eq!(stats.series, 1);
+        let names: Vec<String> = store
+            .select(&Selector::parse(r#"{__name__=~".+"}"#).unwrap(), 10)
+            .into_iter()
+            .map(|s| s.labels["__name__"].clone())
+            .collect();
+        assert_eq!(names, ["kept"]);
+    }
+    let err = Durable::open(
+        dir.path(),
+        30_000,
+        presage_config::FsyncPolicy::Always,
+        std::time::Duration::from_secs(1),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("60s step") && err.contains("model.step is 30s"),
+        "{err}"
+    );
+}

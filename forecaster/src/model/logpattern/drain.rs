@@ -78,7 +78,7 @@ impl BuildHasher for FxBuild {
 type Map<K, V> = HashMap<K, V, FxBuild>;
 
 /// A node of a service's tree below the token-count layer (the token-count nodes included).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Node {
     /// The parent node, or [`NONE`] for a token-count node.
     parent: u32,
@@ -97,12 +97,12 @@ impl Node {
 }
 
 /// A service's tree: token-count nodes by count.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct ServiceTree {
     by_len: Map<u32, u32>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Template {
     id: TemplateId,
     service: Arc<str>,
@@ -165,7 +165,7 @@ impl Template {
 ///
 /// Not internally synchronised: share it behind a lock, or keep one per worker and per set of
 /// services.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct PatternMiner {
     config: MinerConfig,
     services: Map<Arc<str>, ServiceTree>,
@@ -182,11 +182,19 @@ pub struct PatternMiner {
     /// Lines observed, for the recency of templates within a leaf.
     tick: u64,
     /// Reused buffers: the masked line and its tokens.
+    #[serde(skip)]
     buf: String,
+    #[serde(skip)]
     tokens: Vec<Token>,
 }
 
 impl PatternMiner {
+    /// Applies `config` (clamped) to a miner restored from disk: the configuration in effect
+    /// wins over the saved one.
+    pub fn reconfigure(&mut self, config: MinerConfig) {
+        self.config = config.clamped();
+    }
+
     /// A miner with `config`, clamped to valid ranges (see [`MinerConfig`]).
     pub fn new(config: MinerConfig) -> Self {
         Self {

@@ -53,12 +53,14 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use drain::PatternMiner;
 
 /// Severity of a log record, coarsened to five levels (OTLP's TRACE counts as debug).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// TRACE and DEBUG.
@@ -219,8 +221,15 @@ impl Serialize for TemplateId {
     }
 }
 
+impl<'de> Deserialize<'de> for TemplateId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Knobs of the miner. Out-of-range values are clamped by [`PatternMiner::new`] (see each field).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct MinerConfig {
     /// Templates kept at once, over all services; beyond, the least recently observed is evicted.
     /// At least 1.
@@ -299,7 +308,7 @@ pub struct Observation {
 }
 
 /// A line kept as an example of a template.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sample {
     /// Event time of the line (ms).
     pub ts_ms: i64,
