@@ -16,6 +16,9 @@
 #   STEP_MS=15000  START_AGO=72h
 #   TARGETS="prometheus presage-rw presage-otlp-grpc presage-otlp-http"
 #   PROMETHEUS=/usr/bin/prometheus  SKIP_BUILD=1 (use the existing release build)
+#   PRESAGE=target/release/presage  LOADGEN=target/release/presage-loadgen
+#   PRESAGE_STORAGE='fsync = "interval"' (extra [storage] lines; the default store is durable
+#     with fsync = "always")
 #   REPEAT=1 (runs per series count and target; each run's ratio is against Prometheus' best)
 #   IDLE_WAIT=300 (seconds to wait for other load on the machine to stop before each run)
 #   NICE=0 (e.g. -10 as root: servers and generator, and this session's autogroup, get priority
@@ -51,8 +54,10 @@ GRPC_PORT=$((BASE_PORT + 1))
 OTLP_HTTP_PORT=$((BASE_PORT + 2))
 PROM_PORT=$((BASE_PORT + 3))
 
-PRESAGE=$ROOT/target/release/presage
-LOADGEN=$ROOT/target/release/presage-loadgen
+PRESAGE=${PRESAGE:-$ROOT/target/release/presage}
+LOADGEN=${LOADGEN:-$ROOT/target/release/presage-loadgen}
+# Extra [storage] lines for Presage, e.g. 'durable = false' or 'fsync = "interval"'.
+PRESAGE_STORAGE=${PRESAGE_STORAGE:-}
 CLK_TCK=$(getconf CLK_TCK)
 
 for tool in curl jq awk "$PROMETHEUS"; do
@@ -169,6 +174,7 @@ otlp_http = "127.0.0.1:$OTLP_HTTP_PORT"
 
 [storage]
 dir = "$1"
+$PRESAGE_STORAGE
 
 [limits]
 max_series = 1000000
