@@ -1233,7 +1233,13 @@ impl Store {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Ok((0, 0, Vec::new()))))
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(fjall::Error::from(std::io::Error::other(
+                            "a thread loading the store panicked",
+                        )))
+                    })
+                })
                 .collect::<Vec<_>>()
         });
         for part in loaded {
