@@ -997,6 +997,24 @@ impl Store {
         db: &Durable,
         extra: &[(&str, Vec<u8>)],
     ) -> Result<CheckpointStats, fjall::Error> {
+        let result = self.try_checkpoint(db, extra);
+        if result.is_err() {
+            // Some series were marked saved although their batch may not have been written:
+            // the next checkpoint writes every series whole (the journal is kept until then).
+            for shard in self.shards.iter() {
+                for series in shard.lock().slots.iter_mut().flatten() {
+                    series.saved.forget();
+                }
+            }
+        }
+        result
+    }
+
+    fn try_checkpoint(
+        &self,
+        db: &Durable,
+        extra: &[(&str, Vec<u8>)],
+    ) -> Result<CheckpointStats, fjall::Error> {
         let mut stats = CheckpointStats::default();
         // Everything applied so far, committed: the checkpoint covers it, and the journal up to
         // it can go once the checkpoint is written.

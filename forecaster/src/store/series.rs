@@ -107,6 +107,18 @@ pub(crate) struct SavedMarks {
     pub(crate) from_ms: i64,
 }
 
+impl SavedMarks {
+    /// Nothing of the series is known to be on disk any more: the next checkpoint writes its
+    /// labels, every sealed chunk, its head and its baseline.
+    pub(crate) fn forget(&mut self) {
+        *self = Self {
+            from_ms: self.from_ms,
+            model_dirty: true,
+            ..Self::default()
+        };
+    }
+}
+
 impl Default for SavedMarks {
     fn default() -> Self {
         Self {
