@@ -92,13 +92,7 @@ async fn write_history(http: SocketAddr, series: &[Series]) {
                 .collect(),
             metadata: vec![],
         });
-        let res = client
-            .post(format!("http://{http}/api/v1/write"))
-            .header("Content-Encoding", "snappy")
-            .header("Content-Type", "application/x-protobuf")
-            .header("X-Presage-History", "true")
-            .body(body)
-            .send()
+        let res = post_remote_write(&client, http, body, true)
             .await
             .expect("remote_write");
         assert!(res.status().is_success(), "{}", res.status());

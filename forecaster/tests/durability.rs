@@ -34,12 +34,7 @@ fn write_request(series: &[(String, String)], ts: i64, value: impl Fn(usize) -> 
 }
 
 async fn post_rw(client: &reqwest::Client, http: &str, body: Vec<u8>) -> Option<u16> {
-    client
-        .post(format!("http://{http}/api/v1/write"))
-        .header("Content-Encoding", "snappy")
-        .header("Content-Type", "application/x-protobuf")
-        .body(body)
-        .send()
+    post_remote_write(client, http, body, false)
         .await
         .ok()
         .map(|r| r.status().as_u16())

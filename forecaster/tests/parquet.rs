@@ -163,13 +163,7 @@ async fn write_history(http: SocketAddr, series: &[Generated]) {
                 .collect(),
             metadata: vec![],
         });
-        let res = client
-            .post(format!("http://{http}/api/v1/write"))
-            .header("Content-Encoding", "snappy")
-            .header("Content-Type", "application/x-protobuf")
-            .header("X-Presage-History", "true")
-            .body(body)
-            .send()
+        let res = post_remote_write(&client, http, body, true)
             .await
             .expect("remote_write");
         assert!(

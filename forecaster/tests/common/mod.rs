@@ -273,6 +273,24 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// POSTs a snappy-compressed remote_write `body` to the daemon whose API is at `http`; as
+/// history (`X-Presage-History: true`, what `presage backfill` sends) when `history`.
+pub async fn post_remote_write(
+    client: &reqwest::Client,
+    http: impl std::fmt::Display,
+    body: Vec<u8>,
+    history: bool,
+) -> reqwest::Result<reqwest::Response> {
+    let mut req = client
+        .post(format!("http://{http}/api/v1/write"))
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf");
+    if history {
+        req = req.header("X-Presage-History", "true");
+    }
+    req.body(body).send().await
+}
+
 /// A snappy-compressed remote_write request with one sample of `name`, now.
 pub fn rw_body(name: &str) -> Vec<u8> {
     use presage_forecaster::ingest::remote_write::{
