@@ -4,7 +4,8 @@
 //!
 //! Run with `cargo bench -p presage-benches --bench model`. Besides criterion's figures it
 //! prints the memory per fitted series, measured on a store of 10 series with 14 days of
-//! 5-minute history each, fitted and scored as the daemon does.
+//! 5-minute history each, fitted and scored as the daemon does, for values written at full
+//! precision, with two decimals and as integers.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -56,7 +57,33 @@ fn config(step: Duration) -> ForecasterConfig {
     cfg
 }
 
-fn batch(series: usize, from: usize, to: usize, step_ms: i64, t0: i64) -> WriteBatch {
+/// How values are written: as computed, or rounded as an exporter reporting decimals would.
+#[derive(Clone, Copy)]
+enum Precision {
+    Full,
+    Places(i32),
+}
+
+impl Precision {
+    fn apply(self, v: f64) -> f64 {
+        match self {
+            Self::Full => v,
+            Self::Places(k) => {
+                let p = 10f64.powi(k);
+                (v * p).round() / p
+            }
+        }
+    }
+}
+
+fn batch(
+    series: usize,
+    from: usize,
+    to: usize,
+    step_ms: i64,
+    t0: i64,
+    precision: Precision,
+) -> WriteBatch {
     WriteBatch {
         series: (0..series)
             .map(|s| SeriesWrite {
@@ -66,7 +93,10 @@ fn batch(series: usize, from: usize, to: usize, step_ms: i64, t0: i64) -> WriteB
                 ],
                 kind: ValueKind::Gauge,
                 points: (from..to)
-                    .map(|i| Point::new(t0 + i as i64 * step_ms, value(i + s * 31, step_ms)))
+                    .map(|i| {
+                        let v = precision.apply(value(i + s * 31, step_ms));
+                        Point::new(t0 + i as i64 * step_ms, v)
+                    })
                     .collect(),
             })
             .collect(),
@@ -75,12 +105,19 @@ fn batch(series: usize, from: usize, to: usize, step_ms: i64, t0: i64) -> WriteB
 }
 
 /// A store of `series` fitted series with `days` of history, and the next slot index.
-fn fitted_store(series: usize, days: i64, step_ms: i64, t0: i64) -> (Store, usize) {
+fn fitted_store(
+    series: usize,
+    days: i64,
+    step_ms: i64,
+    t0: i64,
+    precision: Precision,
+) -> (Store, usize) {
     let store = Store::new(&config(Duration::from_millis(step_ms as u64))).with_inline_fits();
     let n = (days * DAY_MS / step_ms) as usize;
     let now = t0 + n as i64 * step_ms + step_ms;
     for from in (0..n).step_by(2_016) {
-        store.write(batch(series, from, (from + 2_016).min(n), step_ms, t0), now);
+        let to = (from + 2_016).min(n);
+        store.write(batch(series, from, to, step_ms, t0, precision), now);
     }
     (store, n)
 }
@@ -91,7 +128,7 @@ fn scoring(c: &mut Criterion) {
     // per hour of data, i.e. every 12 steps, and are part of the per-sample cost below).
     let step_ms = 300_000;
     let t0 = (1_700_000_000_000 - 30 * DAY_MS) / step_ms * step_ms;
-    let (store, n) = fitted_store(1, 14, step_ms, t0);
+    let (store, n) = fitted_store(1, 14, step_ms, t0, Precision::Full);
     let mut i = n;
     let mut g = c.benchmark_group("score");
     g.sample_size(30);
@@ -100,7 +137,7 @@ fn scoring(c: &mut Criterion) {
             || {
                 i += 1;
                 (
-                    batch(1, i, i + 1, step_ms, t0),
+                    batch(1, i, i + 1, step_ms, t0, Precision::Full),
                     t0 + (i as i64 + 2) * step_ms,
                 )
             },
@@ -115,17 +152,23 @@ fn memory(_: &mut Criterion) {
     let step_ms = 300_000;
     let t0 = (1_700_000_000_000 - 30 * DAY_MS) / step_ms * step_ms;
     let series = 10;
-    let (store, _) = fitted_store(series, 14, step_ms, t0);
-    let m = store.memory();
-    let per = |b: usize| b as f64 / m.series.max(1) as f64;
-    println!(
-        "memory per fitted series (5-minute step, 14 days, {} series): history {:.0} B, model {:.0} B, series record + index {:.0} B, total {:.0} B",
-        m.series,
-        per(m.history_bytes),
-        per(m.model_bytes),
-        per(m.series_bytes + m.index_bytes),
-        per(m.history_bytes + m.model_bytes + m.series_bytes + m.index_bytes),
-    );
+    for (name, precision) in [
+        ("full-precision values", Precision::Full),
+        ("values with two decimals", Precision::Places(2)),
+        ("integer values", Precision::Places(0)),
+    ] {
+        let (store, _) = fitted_store(series, 14, step_ms, t0, precision);
+        let m = store.memory();
+        let per = |b: usize| b as f64 / m.series.max(1) as f64;
+        println!(
+            "memory per fitted series (5-minute step, 14 days, {} series, {name}): history {:.0} B, model {:.0} B, series record + index {:.0} B, total {:.0} B",
+            m.series,
+            per(m.history_bytes),
+            per(m.model_bytes),
+            per(m.series_bytes + m.index_bytes),
+            per(m.history_bytes + m.model_bytes + m.series_bytes + m.index_bytes),
+        );
+    }
 }
 
 criterion_group!(benches, memory, fits, scoring);

@@ -1,10 +1,13 @@
 //! Compressed runs of regularly spaced values.
 //!
 //! A series' history is resampled to a fixed step, so timestamps are implicit: a chunk stores its
-//! first slot's timestamp and then one value per step. Values are compressed with the XOR scheme
-//! of Facebook's Gorilla paper (Pelkonen et al., VLDB 2015): a repeated value costs one bit, a
-//! value that shares its leading and trailing zero bits with the previous XOR costs two bits plus
-//! the meaningful bits. A missing step is stored as NaN, which ingest never accepts as a value.
+//! first slot's timestamp and then one value per step. While a chunk fills, values are compressed
+//! with the XOR scheme of Facebook's Gorilla paper (Pelkonen et al., VLDB 2015): a repeated value
+//! costs one bit, a value that shares its leading and trailing zero bits with the previous XOR
+//! costs two bits plus the meaningful bits. When it is sealed, the chunk is re-encoded as decimal
+//! integers ([`super::decimal`]) if that is smaller, which it is several times over for values
+//! that were written with a few decimal places. Both are lossless. A missing step is stored as
+//! NaN, which ingest never accepts as a value.
 
 /// Slots per chunk: four hours at the default one-minute step.
 pub(crate) const CHUNK_SLOTS: u32 = 240;
@@ -76,45 +79,38 @@ impl BitReader<'_> {
 pub(crate) struct Chunk {
     start_ms: i64,
     len: u32,
+    body: Body,
+}
+
+/// A chunk's values: XOR-compressed while it fills, then in whichever of the XOR and the
+/// decimal encodings ([`super::decimal`]) is smaller once it is sealed.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+enum Body {
+    Open(XorWriter),
+    Xor(#[serde(with = "crate::store::durable::byte_vec")] Vec<u8>),
+    Decimal(#[serde(with = "crate::store::durable::byte_vec")] Vec<u8>),
+}
+
+/// The XOR encoder: its bits and what the next value is compared with.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct XorWriter {
     bits: BitBuf,
     prev: u64,
     leading: u8,
     trailing: u8,
 }
 
-impl Chunk {
-    pub(crate) fn new(start_ms: i64) -> Self {
+impl XorWriter {
+    fn new() -> Self {
         Self {
-            start_ms,
-            len: 0,
-            bits: BitBuf::default(),
-            prev: 0,
             leading: u8::MAX,
-            trailing: 0,
+            ..Self::default()
         }
     }
 
-    pub(crate) fn start_ms(&self) -> i64 {
-        self.start_ms
-    }
-
-    pub(crate) fn len(&self) -> u32 {
-        self.len
-    }
-
-    pub(crate) fn is_full(&self) -> bool {
-        self.len >= CHUNK_SLOTS
-    }
-
-    /// Timestamp one step past the last slot.
-    pub(crate) fn end_ms(&self, step_ms: i64) -> i64 {
-        self.start_ms + i64::from(self.len) * step_ms
-    }
-
-    /// Appends the next slot's value (NaN for a missing step).
-    pub(crate) fn push(&mut self, value: f64) {
+    fn push(&mut self, value: f64, first: bool) {
         let v = value.to_bits();
-        if self.len == 0 {
+        if first {
             self.bits.push_bits(v, 64);
         } else {
             let xor = v ^ self.prev;
@@ -141,37 +137,130 @@ impl Chunk {
             }
         }
         self.prev = v;
-        self.len += 1;
+    }
+}
+
+impl Chunk {
+    pub(crate) fn new(start_ms: i64) -> Self {
+        Self {
+            start_ms,
+            len: 0,
+            body: Body::Open(XorWriter::new()),
+        }
     }
 
-    /// Releases spare capacity once the chunk is complete.
+    pub(crate) fn start_ms(&self) -> i64 {
+        self.start_ms
+    }
+
+    pub(crate) fn len(&self) -> u32 {
+        self.len
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.len >= CHUNK_SLOTS
+    }
+
+    /// Timestamp one step past the last slot.
+    pub(crate) fn end_ms(&self, step_ms: i64) -> i64 {
+        self.start_ms + i64::from(self.len) * step_ms
+    }
+
+    /// Appends the next slot's value (NaN for a missing step).
+    pub(crate) fn push(&mut self, value: f64) {
+        if !matches!(self.body, Body::Open(_)) {
+            // Sealed chunks are full and never appended to; should one be, it is reopened.
+            let values: Vec<f64> = self.values().collect();
+            let mut writer = XorWriter::new();
+            for (i, &v) in values.iter().enumerate() {
+                writer.push(v, i == 0);
+            }
+            self.body = Body::Open(writer);
+        }
+        if let Body::Open(writer) = &mut self.body {
+            writer.push(value, self.len == 0);
+            self.len += 1;
+        }
+    }
+
+    /// Completes the chunk: keeps the smaller of its XOR bits and its decimal encoding, and
+    /// releases spare capacity.
     pub(crate) fn seal(&mut self) {
-        self.bits.bytes.shrink_to_fit();
+        let Body::Open(writer) = &mut self.body else {
+            return;
+        };
+        let xor = std::mem::take(&mut writer.bits.bytes);
+        let values: Vec<f64> = xor_values(&xor, self.len).collect();
+        self.body = match super::decimal::encode(&values, xor.len()) {
+            Some(decimal) => Body::Decimal(decimal),
+            None => Body::Xor(xor),
+        };
+        if let Body::Xor(bytes) | Body::Decimal(bytes) = &mut self.body {
+            bytes.shrink_to_fit();
+        }
+    }
+
+    /// Whether the chunk's bytes decode to its length (a chunk read from disk is checked once).
+    pub(crate) fn is_intact(&self) -> bool {
+        match &self.body {
+            Body::Open(w) => xor_values(&w.bits.bytes, self.len).count() == self.len as usize,
+            Body::Xor(bytes) => xor_values(bytes, self.len).count() == self.len as usize,
+            Body::Decimal(bytes) => super::decimal::decode(bytes, self.len as usize).is_some(),
+        }
     }
 
     /// Heap bytes held by the chunk.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.bits.bytes.capacity()
+        match &self.body {
+            Body::Open(w) => w.bits.bytes.capacity(),
+            Body::Xor(bytes) | Body::Decimal(bytes) => bytes.capacity(),
+        }
     }
 
     /// The values in slot order (NaN for missing steps).
     pub(crate) fn values(&self) -> ChunkValues<'_> {
-        ChunkValues {
-            reader: BitReader {
-                bytes: &self.bits.bytes,
-                pos: 0,
-            },
-            remaining: self.len,
-            first: true,
-            prev: 0,
-            leading: 0,
-            trailing: 0,
+        match &self.body {
+            Body::Open(w) => ChunkValues::Xor(xor_values(&w.bits.bytes, self.len)),
+            Body::Xor(bytes) => ChunkValues::Xor(xor_values(bytes, self.len)),
+            Body::Decimal(bytes) => ChunkValues::Decoded(
+                super::decimal::decode(bytes, self.len as usize)
+                    .unwrap_or_default()
+                    .into_iter(),
+            ),
         }
     }
 }
 
+fn xor_values(bytes: &[u8], len: u32) -> XorValues<'_> {
+    XorValues {
+        reader: BitReader { bytes, pos: 0 },
+        remaining: len,
+        first: true,
+        prev: 0,
+        leading: 0,
+        trailing: 0,
+    }
+}
+
 /// Iterator over a chunk's values.
-pub(crate) struct ChunkValues<'a> {
+pub(crate) enum ChunkValues<'a> {
+    Xor(XorValues<'a>),
+    Decoded(std::vec::IntoIter<f64>),
+}
+
+impl Iterator for ChunkValues<'_> {
+    type Item = f64;
+
+    fn next(&mut self) -> Option<f64> {
+        match self {
+            Self::Xor(x) => x.next(),
+            Self::Decoded(d) => d.next(),
+        }
+    }
+}
+
+/// Decoder of the XOR scheme.
+pub(crate) struct XorValues<'a> {
     reader: BitReader<'a>,
     remaining: u32,
     first: bool,
@@ -180,7 +269,7 @@ pub(crate) struct ChunkValues<'a> {
     trailing: u32,
 }
 
-impl Iterator for ChunkValues<'_> {
+impl Iterator for XorValues<'_> {
     type Item = f64;
 
     fn next(&mut self) -> Option<f64> {
@@ -207,10 +296,6 @@ impl Iterator for ChunkValues<'_> {
             self.prev ^= bits << self.trailing;
         }
         Some(f64::from_bits(self.prev))
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, Some(self.remaining as usize))
     }
 }
 
@@ -260,15 +345,72 @@ mod tests {
     }
 
     #[test]
-    fn constant_values_cost_one_bit_each() {
+    fn constant_values_cost_almost_nothing() {
         let mut c = Chunk::new(0);
         for _ in 0..CHUNK_SLOTS {
             c.push(42.0);
         }
-        c.seal();
         // 64 bits for the first value, then one bit per repeat.
-        assert_eq!(c.heap_bytes(), (64 + CHUNK_SLOTS as usize - 1).div_ceil(8));
+        let Body::Open(w) = &c.body else {
+            panic!("a chunk being filled is open");
+        };
+        assert_eq!(
+            w.bits.bytes.len(),
+            (64 + CHUNK_SLOTS as usize - 1).div_ceil(8)
+        );
         assert!(c.is_full());
+        c.seal();
+        // Sealed as decimal integers: the first value, then a width of zero per block.
+        assert!(c.heap_bytes() < 32, "{} bytes", c.heap_bytes());
+        assert!(c.values().all(|v| v == 42.0));
+    }
+
+    #[test]
+    fn sealing_keeps_the_smaller_encoding_and_every_bit() {
+        let gauge: Vec<f64> = (0..CHUNK_SLOTS)
+            .map(|i| f64::from(2000 + (i * 7919) % 1000) / 100.0)
+            .collect();
+        let noise: Vec<f64> = (0..CHUNK_SLOTS)
+            .map(|i| (f64::from(i) * 0.731).sin() * 1e3)
+            .collect();
+        for (values, decimal) in [(&gauge, true), (&noise, false)] {
+            let mut c = Chunk::new(0);
+            for &v in values {
+                c.push(v);
+            }
+            let open = c.heap_bytes();
+            c.seal();
+            assert_eq!(matches!(c.body, Body::Decimal(_)), decimal);
+            assert!(c.heap_bytes() <= open);
+            if decimal {
+                // A two-decimal gauge: about 7 bytes a value as XOR, under 1.5 as decimal.
+                assert!(c.heap_bytes() * 4 < open, "{} vs {open}", c.heap_bytes());
+            }
+            assert!(c.is_intact());
+            assert!(same_bits(&c.values().collect::<Vec<_>>(), values));
+            // A chunk comes back from disk as it was sealed.
+            let back: Chunk = postcard::from_bytes(&postcard::to_stdvec(&c).unwrap()).unwrap();
+            assert!(back.is_intact());
+            assert!(same_bits(&back.values().collect::<Vec<_>>(), values));
+        }
+    }
+
+    #[test]
+    fn damaged_chunks_are_not_intact() {
+        let mut c = Chunk::new(0);
+        for i in 0..CHUNK_SLOTS {
+            c.push(f64::from(i) * 0.5);
+        }
+        c.seal();
+        let mut bytes = postcard::to_stdvec(&c).unwrap();
+        bytes.truncate(bytes.len() - 1);
+        // A cut body either fails to deserialize or fails the check.
+        if let Ok(cut) = postcard::from_bytes::<Chunk>(&bytes) {
+            assert!(!cut.is_intact());
+        }
+        let mut short = c.clone();
+        short.len += 1;
+        assert!(!short.is_intact());
     }
 
     #[test]
@@ -278,8 +420,8 @@ mod tests {
             c.push(1000.0 + f64::from(i % 7));
         }
         c.seal();
-        // A raw f64 per slot would be 1,920 bytes; small integer steps take about 2 bytes each.
-        assert!(c.heap_bytes() < 700, "{} bytes", c.heap_bytes());
+        // A raw f64 per slot would be 1,920 bytes; small integer steps take under half a byte.
+        assert!(c.heap_bytes() < 120, "{} bytes", c.heap_bytes());
         assert_eq!(c.end_ms(60_000), i64::from(CHUNK_SLOTS) * 60_000);
     }
 }

@@ -30,7 +30,7 @@ use super::SeriesId;
 use crate::ingest::{Point, ValueKind};
 
 /// Version of the on-disk layout; a directory written by another version is refused.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// Block cache of the database.
 const CACHE_BYTES: u64 = 16 << 20;

@@ -6,6 +6,7 @@
 
 mod bands;
 mod chunk;
+mod decimal;
 mod durable;
 pub mod logs;
 mod selector;
@@ -1139,9 +1140,15 @@ impl Store {
                 .take(id_be)?
                 .iter()
                 .filter_map(|c| {
-                    postcard::from_bytes(c)
+                    postcard::from_bytes::<chunk::Chunk>(c)
                         .map_err(|e| unreadable("chunk", &e))
                         .ok()
+                        .filter(|c| {
+                            c.is_intact() || {
+                                unreadable("chunk", &"its values do not decode");
+                                false
+                            }
+                        })
                 })
                 .collect();
             let baseline = models.take(id_be)?.into_iter().next().and_then(|b| {

@@ -449,6 +449,9 @@ impl Series {
                     }
                     let mut c = Chunk::new(next);
                     c.push(v);
+                    // Grown one chunk at a time: the queue's length levels off at the
+                    // retention, and doubling would leave most of the last doubling unused.
+                    self.chunks.reserve_exact(1);
                     self.chunks.push_back(c);
                 }
             }

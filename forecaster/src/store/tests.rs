@@ -365,10 +365,10 @@ fn restart_batches(n: usize) -> Vec<WriteBatch> {
             points: range
                 .clone()
                 .map(|i| {
-                    Point::new(
-                        base + i as i64 * step + 7,
-                        50.0 + 10.0 * wave(i) + ((i * 7) % 5) as f64,
-                    )
+                    // Two decimals, as exporters write them: sealed chunks of this series are
+                    // decimal-encoded, the counter's rates stay XOR-encoded.
+                    let v = 50.0 + 10.0 * wave(i) + ((i * 7) % 5) as f64;
+                    Point::new(base + i as i64 * step + 7, (v * 100.0).round() / 100.0)
                 })
                 .collect(),
         });
