@@ -14,9 +14,9 @@ pub(crate) const CHUNK_SLOTS: u32 = 240;
 
 /// Append-only bit buffer, most significant bit first.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-struct BitBuf {
+pub(super) struct BitBuf {
     #[serde(with = "crate::store::durable::byte_vec")]
-    bytes: Vec<u8>,
+    pub(super) bytes: Vec<u8>,
     /// Bits used in the last byte (0 means the last byte is full or there is none).
     tail_bits: u8,
 }
@@ -32,8 +32,8 @@ impl BitBuf {
         self.tail_bits = (self.tail_bits + 1) % 8;
     }
 
-    /// Pushes the low `n` bits of `value`, most significant first.
-    fn push_bits(&mut self, value: u64, n: u32) {
+    /// Pushes the low `n` bits of `value` (`n` at most 64), most significant first.
+    pub(super) fn push_bits(&mut self, value: u64, n: u32) {
         let mut remaining = n;
         while remaining > 0 {
             if self.tail_bits == 0 {
@@ -66,12 +66,29 @@ impl BitReader<'_> {
     }
 
     fn read_bits(&mut self, n: u32) -> Option<u64> {
-        let mut out = 0u64;
-        for _ in 0..n {
-            out = (out << 1) | u64::from(self.read_bit()?);
+        let end = self.pos.checked_add(n as usize)?;
+        if end > self.bytes.len() * 8 {
+            return None;
         }
+        let out = bits_at(self.bytes, self.pos, n);
+        self.pos = end;
         Some(out)
     }
+}
+
+/// The `width` bits (at most 64) starting `pos` bits into `bytes`, which must hold them.
+pub(super) fn bits_at(bytes: &[u8], pos: usize, width: u32) -> u64 {
+    if width == 0 {
+        return 0;
+    }
+    let first = pos / 8;
+    let skip = (pos % 8) as u32;
+    let n = (skip + width).div_ceil(8) as usize;
+    let window = bytes[first..first + n]
+        .iter()
+        .fold(0u128, |acc, &b| (acc << 8) | u128::from(b));
+    let shift = n as u32 * 8 - skip - width;
+    ((window >> shift) & ((1u128 << width) - 1)) as u64
 }
 
 /// Up to [`CHUNK_SLOTS`] consecutive step values starting at `start_ms`.

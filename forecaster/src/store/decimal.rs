@@ -3,8 +3,8 @@
 //! Most metric values were decimal numbers before they became floats: a temperature of 21.37, a
 //! queue length of 12, a latency of 0.125 seconds. Such a float has a full binary mantissa, so the
 //! XOR scheme of [`super::chunk`] keeps most of its 52 bits, yet it is exactly what
-//! `round(v × 10^k) / 10^k` gives back for a small number of decimal places `k`. This codec finds
-//! the `k` at which a chunk's values come back bit for bit, and stores the integers
+//! `round(v × 10^k) / 10^k` gives back for a small number of decimal places `k`. This codec
+//! chooses a `k` at which a chunk's values come back bit for bit, and stores the integers
 //! `round(v × 10^k)` bit-packed in blocks of [`BLOCK`], each block with its own minimum and width
 //! and holding either the integers or their differences from one slot to the next. A value that does not come back at that `k`
 //! (a rate computed by division, an infinity, a negative zero) is an exception kept with its exact
@@ -22,6 +22,8 @@
 //! differences from the previous slot) and each item minus that minimum, packed most significant
 //! bit first.
 //! NaN and exception slots repeat the previous integer, so they cost no bits in a block.
+
+use super::chunk::{BitBuf, bits_at};
 
 /// Slots per bit-packed block.
 const BLOCK: usize = 32;
@@ -56,14 +58,19 @@ fn places_of(v: f64) -> Option<u32> {
     (0..=MAX_PLACES).find(|&k| to_int(v, k).is_some())
 }
 
-/// Compresses `values` (NaN for a missing step). `None` when no number of decimal places makes
-/// the encoding smaller than `limit` bytes, so the caller keeps what it has.
+/// Compresses `values` (NaN for a missing step). `None` when the decimal encoding is not
+/// smaller than `limit` bytes, so the caller keeps what it has.
+///
+/// `k` is the most decimal places any value needs or, when a few need many more than the rest
+/// (a value computed in binary, such as 0.1 + 0.2), the places nine in ten of them need,
+/// whichever encodes smaller. Values that need more places than `k` are exceptions.
 pub(crate) fn encode(values: &[f64], limit: usize) -> Option<Vec<u8>> {
-    let mut candidates = Vec::new();
-    let mut misses = 0;
+    let mut needed = [0usize; MAX_PLACES as usize + 1];
+    let (mut present, mut misses) = (0, 0);
     for &v in values.iter().filter(|v| !v.is_nan()) {
+        present += 1;
         match places_of(v) {
-            Some(k) => candidates.push(k),
+            Some(k) => needed[k as usize] += 1,
             // A value no number of places represents is an exception at any of them: past
             // the budget of `encode_at`, stop looking (full-precision values end here).
             None => {
@@ -74,13 +81,24 @@ pub(crate) fn encode(values: &[f64], limit: usize) -> Option<Vec<u8>> {
             }
         }
     }
-    candidates.sort_unstable();
-    candidates.dedup();
-    candidates
-        .into_iter()
-        .filter_map(|k| encode_at(values, k))
-        .filter(|bytes| bytes.len() < limit)
-        .min_by_key(Vec::len)
+    let represented = present - misses;
+    let most = needed.iter().rposition(|&n| n > 0)?;
+    let mut covered = 0;
+    let nine_in_ten = needed
+        .iter()
+        .position(|&n| {
+            covered += n;
+            covered * 10 >= represented * 9
+        })
+        .unwrap_or(most);
+    let mut best = encode_at(values, most as u32);
+    if nine_in_ten < most
+        && let Some(other) = encode_at(values, nine_in_ten as u32)
+        && best.as_ref().is_none_or(|b| other.len() < b.len())
+    {
+        best = Some(other);
+    }
+    best.filter(|bytes| bytes.len() < limit)
 }
 
 /// Compresses `values` at `places` decimal places; `None` if more than a quarter of the values
@@ -149,9 +167,9 @@ fn encode_at(values: &[f64], places: u32) -> Option<Vec<u8>> {
         let width = delta_width.min(value_width);
         put_varint(&mut out, zigzag(min));
         out.push(width as u8 | mode);
-        let mut bits = BitWriter::default();
+        let mut bits = BitBuf::default();
         for &d in items {
-            bits.push((d - min) as u64, width);
+            bits.push_bits((d - min) as u64, width);
         }
         out.extend_from_slice(&bits.bytes);
     }
@@ -205,8 +223,7 @@ pub(crate) fn decode(bytes: &[u8], len: usize) -> Option<Vec<f64>> {
             let count = BLOCK.min(len - out.len());
             let packed = r.take((count * width as usize).div_ceil(8))?;
             for j in 0..count {
-                let item =
-                    min.checked_add_unsigned(read_bits(packed, j * width as usize, width))?;
+                let item = min.checked_add_unsigned(bits_at(packed, j * width as usize, width))?;
                 current = if header & VALUES != 0 {
                     item
                 } else {
@@ -273,44 +290,6 @@ impl<'a> Reader<'a> {
         }
         None
     }
-}
-
-/// Bits appended most significant first.
-#[derive(Default)]
-struct BitWriter {
-    bytes: Vec<u8>,
-    used: u32,
-}
-
-impl BitWriter {
-    fn push(&mut self, value: u64, width: u32) {
-        for i in (0..width).rev() {
-            if self.used.is_multiple_of(8) {
-                self.bytes.push(0);
-            }
-            if (value >> i) & 1 == 1
-                && let Some(last) = self.bytes.last_mut()
-            {
-                *last |= 0x80 >> (self.used % 8);
-            }
-            self.used += 1;
-        }
-    }
-}
-
-/// `width` bits (at most 64) starting `pos` bits into `bytes`, which the caller sized to hold them.
-fn read_bits(bytes: &[u8], pos: usize, width: u32) -> u64 {
-    if width == 0 {
-        return 0;
-    }
-    let first = pos / 8;
-    let skip = (pos % 8) as u32;
-    let n = (skip + width).div_ceil(8) as usize;
-    let window = bytes[first..first + n]
-        .iter()
-        .fold(0u128, |acc, &b| (acc << 8) | u128::from(b));
-    let shift = n as u32 * 8 - skip - width;
-    ((window >> shift) & ((1u128 << width) - 1)) as u64
 }
 
 #[cfg(test)]
@@ -408,6 +387,21 @@ mod tests {
         for values in cases {
             assert_round_trip(&values);
         }
+    }
+
+    #[test]
+    fn a_few_values_with_more_places_do_not_spoil_a_decimal_chunk() {
+        let mut values: Vec<f64> = (0..240).map(|i| f64::from(1000 + i % 50) / 100.0).collect();
+        for i in [3, 70, 150, 151, 239] {
+            values[i] = 12.345_678_9; // seven more places than the rest
+        }
+        let size = assert_round_trip(&values).expect("encodes");
+        // Two places for the rest and five exceptions, rather than nine places (36-bit
+        // integers) for all.
+        assert!(size < 240 + 5 * 10, "{size} bytes");
+        // Values no number of places represents are exceptions too.
+        values[100] = 0.1 + 0.2;
+        assert!(assert_round_trip(&values).expect("encodes") < 240 + 6 * 10);
     }
 
     #[test]
