@@ -378,6 +378,11 @@ pub struct LimitsConfig {
     /// Most concurrent HTTP/2 streams (requests) on one OTLP/gRPC connection; further
     /// requests wait in the client. HTTP/1.1 connections carry one request at a time.
     pub max_streams_per_connection: u32,
+    /// Most connections open at once on each listener (HTTP API, OTLP/HTTP, OTLP/gRPC). At
+    /// the limit a listener stops accepting until a connection closes: further clients wait
+    /// in the kernel's accept queue. Raise it for fleets with more agents than this (each
+    /// agent keeps one connection), together with the process' open-file limit.
+    pub max_connections: usize,
 }
 
 impl Default for LimitsConfig {
@@ -395,6 +400,7 @@ impl Default for LimitsConfig {
             max_concurrent_ingest_requests: 64,
             max_inflight_ingest_bytes: ByteSize::mib(256),
             max_streams_per_connection: 32,
+            max_connections: 10_000,
         }
     }
 }
@@ -853,6 +859,9 @@ impl Document for ForecasterConfig {
                 "limits.max_streams_per_connection",
                 "must be at least 1",
             ));
+        }
+        if l.max_connections < 1 {
+            p.push(Problem::new("limits.max_connections", "must be at least 1"));
         }
 
         let step = self.model.step;

@@ -91,24 +91,29 @@ fn ingest_admission_limits_have_defaults_and_are_checked() {
     assert_eq!(l.max_concurrent_ingest_requests, 64);
     assert_eq!(l.max_inflight_ingest_bytes, ByteSize::mib(256));
     assert_eq!(l.max_streams_per_connection, 32);
+    assert_eq!(l.max_connections, 10_000);
 
     let cfg = ForecasterConfig::from_toml(
         "[limits]\nmax_concurrent_ingest_requests = 8\nmax_inflight_ingest_bytes = \"100MiB\"\n\
-         max_streams_per_connection = 4\n",
+         max_streams_per_connection = 4\nmax_connections = 100\n",
         "t.toml",
     )
     .unwrap();
     assert_eq!(cfg.limits.max_concurrent_ingest_requests, 8);
     assert_eq!(cfg.limits.max_inflight_ingest_bytes, ByteSize::mib(100));
     assert_eq!(cfg.limits.max_streams_per_connection, 4);
+    assert_eq!(cfg.limits.max_connections, 100);
 
-    let got =
-        problems("[limits]\nmax_concurrent_ingest_requests = 0\nmax_streams_per_connection = 0\n");
+    let got = problems(
+        "[limits]\nmax_concurrent_ingest_requests = 0\nmax_streams_per_connection = 0\n\
+         max_connections = 0\n",
+    );
     assert_eq!(
         got,
         vec![
             "2:1: `limits.max_concurrent_ingest_requests`: must be at least 1".to_string(),
             "3:1: `limits.max_streams_per_connection`: must be at least 1".to_string(),
+            "4:1: `limits.max_connections`: must be at least 1".to_string(),
         ]
     );
     // One request of the largest size (16MiB body, 64MiB decompressed) must fit.

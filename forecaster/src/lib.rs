@@ -21,6 +21,7 @@ pub mod app;
 pub mod auth;
 pub mod backfill;
 pub mod backtest;
+pub mod connections;
 pub mod demo;
 pub mod detect;
 pub mod ingest;

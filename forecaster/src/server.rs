@@ -17,6 +17,7 @@ use tonic::service::interceptor::InterceptedService;
 use crate::api;
 use crate::app::{App, ChartSource, Clock};
 use crate::auth::{self, Auth, GrpcAuth};
+use crate::connections::{ConnectionSlots, LimitedTcp};
 use crate::ingest::admission::Admission;
 use crate::ingest::otlp_grpc::OtlpGrpc;
 use crate::ingest::otlp_http;
@@ -83,7 +84,12 @@ async fn serve_http(
                 .with_graceful_shutdown(stop)
                 .await
         }
-        None => axum::serve(tcp, router).with_graceful_shutdown(stop).await,
+        None => {
+            let slots = ConnectionSlots::for_listener(&app, listener);
+            axum::serve(LimitedTcp::new(tcp, slots), router)
+                .with_graceful_shutdown(stop)
+                .await
+        }
     }
 }
 
@@ -176,7 +182,7 @@ impl Running {
         let max_streams = app.config.limits.max_streams_per_connection;
         let grpc_auth = GrpcAuth::new(auth.clone(), app.clone());
         let rx = signal.clone();
-        // Ok: TLS connections; Err: the plain TCP listener.
+        // Ok: TLS connections; Err: plain TCP connections.
         let grpc_incoming = match &tls {
             Some(tls) => Ok(tls.listen(
                 grpc_listener,
@@ -184,7 +190,10 @@ impl Running {
                 auth::LISTENER_OTLP_GRPC,
                 app.clone(),
             )?),
-            None => Err(grpc_listener),
+            None => Err(LimitedTcp::new(
+                grpc_listener,
+                ConnectionSlots::for_listener(&app, auth::LISTENER_OTLP_GRPC),
+            )),
         };
         tasks.spawn(async move {
             let router = tonic::transport::Server::builder()
@@ -202,10 +211,7 @@ impl Running {
                 }
                 Err(tcp) => {
                     router
-                        .serve_with_incoming_shutdown(
-                            tonic::transport::server::TcpIncoming::from(tcp),
-                            stopped(rx),
-                        )
+                        .serve_with_incoming_shutdown(tcp.into_stream(), stopped(rx))
                         .await
                 }
             };

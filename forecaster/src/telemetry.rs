@@ -74,6 +74,8 @@ pub struct Telemetry {
     ingest_inflight_bytes: IntGauge,
     ingest_inflight_requests_limit: IntGauge,
     ingest_inflight_bytes_limit: IntGauge,
+    open_connections: IntGaugeVec,
+    connection_limit_waits: IntCounterVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -293,6 +295,26 @@ impl Telemetry {
                 ingest_shed.with_label_values(&[listener, reason.as_str()]);
             }
         }
+        let open_connections = IntGaugeVec::new(
+            Opts::new(
+                "presage_open_connections",
+                "Connections open now, by listener (at most limits.max_connections each).",
+            ),
+            &["listener"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        register(&r, Box::new(open_connections.clone()));
+        let connection_limit_waits = counter_vec(
+            &r,
+            "presage_connection_limit_waits_total",
+            "Times a listener stopped accepting because limits.max_connections connections \
+             were open, by listener.",
+            &["listener"],
+        );
+        for listener in ["http", "otlp_http", "otlp_grpc"] {
+            open_connections.with_label_values(&[listener]);
+            connection_limit_waits.with_label_values(&[listener]);
+        }
         let ingest_inflight_requests = gauge(
             "presage_ingest_inflight_requests",
             "Ingest requests being processed now, over every ingest listener.",
@@ -311,6 +333,8 @@ impl Telemetry {
             "The configured limit limits.max_inflight_ingest_bytes.",
         );
         Self {
+            open_connections,
+            connection_limit_waits,
             ingest_shed,
             ingest_inflight_requests,
             ingest_inflight_bytes,
@@ -458,6 +482,14 @@ impl Telemetry {
         self.tls_reloads
             .with_label_values(&[if ok { "ok" } else { "error" }])
             .inc();
+    }
+
+    /// The open-connection gauge and limit-wait counter of `listener`.
+    pub fn connection_metrics(&self, listener: &str) -> (IntGauge, prometheus::IntCounter) {
+        (
+            self.open_connections.with_label_values(&[listener]),
+            self.connection_limit_waits.with_label_values(&[listener]),
+        )
     }
 
     /// Publishes the ingest limits and hands out the metrics admission control updates.

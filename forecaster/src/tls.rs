@@ -35,6 +35,7 @@ use tokio_rustls::server::TlsStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use crate::app::App;
+use crate::connections::{self, ConnectionSlots, Limited};
 
 /// Longest a client may take to complete its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -244,43 +245,27 @@ fn load(config: &TlsConfig) -> Result<Option<TlsMaterial>, String> {
     })
 }
 
-/// Whether an accept error concerns one connection only (retry at once) rather than the
-/// process or the socket (wait a little before retrying).
-fn is_connection_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
-}
-
 async fn accept_loop(
     tcp: TcpListener,
     tls: Arc<Tls>,
     alpn: Alpn,
     listener: &'static str,
     app: Arc<App>,
-    ready: mpsc::Sender<(TlsConn, SocketAddr)>,
+    ready: mpsc::Sender<(Limited<TlsConn>, SocketAddr)>,
 ) {
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let slots = ConnectionSlots::for_listener(&app, listener);
     loop {
         let Ok(permit) = handshakes.clone().acquire_owned().await else {
             return;
         };
-        let (stream, peer) = match tcp.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) if is_connection_error(&e) => continue,
-            Err(e) => {
-                tracing::error!(listener, error = %e, "cannot accept a connection");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
+        // The connection's slot is taken before it is accepted and held through its
+        // handshake, so handshakes in progress count against `limits.max_connections`.
+        let (tcp_conn, peer) = connections::accept_limited(&tcp, &slots).await;
         if ready.is_closed() {
             return;
         }
-        let _ = stream.set_nodelay(true);
+        let (stream, slot) = tcp_conn.into_parts();
         let acceptor = TlsAcceptor::from(tls.current(alpn));
         let ready = ready.clone();
         let app = app.clone();
@@ -290,7 +275,7 @@ async fn accept_loop(
             match outcome {
                 Ok(Ok(conn)) => {
                     // The server is gone when this fails: the connection is just closed.
-                    let _ = ready.send((TlsConn(conn), peer)).await;
+                    let _ = ready.send((Limited::new(TlsConn(conn), slot), peer)).await;
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(listener, %peer, error = %e, "TLS handshake failed");
@@ -307,7 +292,7 @@ async fn accept_loop(
 
 /// Established TLS connections of one listener. Dropping it stops accepting.
 pub struct TlsListener {
-    incoming: mpsc::Receiver<(TlsConn, SocketAddr)>,
+    incoming: mpsc::Receiver<(Limited<TlsConn>, SocketAddr)>,
     local: SocketAddr,
     task: tokio::task::JoinHandle<()>,
 }
@@ -327,7 +312,7 @@ impl Drop for TlsListener {
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsConn;
+    type Io = Limited<TlsConn>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -344,7 +329,7 @@ impl axum::serve::Listener for TlsListener {
 }
 
 impl futures::Stream for TlsListener {
-    type Item = io::Result<TlsConn>;
+    type Item = io::Result<Limited<TlsConn>>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.incoming
