@@ -34,3 +34,6 @@ pub mod signals;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+
+#[cfg(test)]
+mod test_rng;

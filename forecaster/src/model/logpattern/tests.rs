@@ -2,6 +2,7 @@ use std::collections::HashSet;
 
 use super::mask::{Token, mask_line};
 use super::*;
+use crate::test_rng::Rng;
 
 fn masked(line: &str) -> String {
     let mut buf = String::new();
@@ -34,22 +35,6 @@ fn text(m: &PatternMiner, id: TemplateId) -> String {
     m.get(id)
         .map(|t| t.template.to_string())
         .unwrap_or_default()
-}
-
-/// A small deterministic generator (xorshift64*), so that tests need no extra crate.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 #[test]
