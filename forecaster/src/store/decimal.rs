@@ -62,8 +62,9 @@ fn places_of(v: f64) -> Option<u32> {
 /// smaller than `limit` bytes, so the caller keeps what it has.
 ///
 /// `k` is the most decimal places any value needs or, when a few need many more than the rest
-/// (a value computed in binary, such as 0.1 + 0.2), the places nine in ten of them need,
-/// whichever encodes smaller. Values that need more places than `k` are exceptions.
+/// (a ratio written with all its digits among values with two decimals), the places nine in
+/// ten of them need, whichever encodes smaller. Values that need more places than `k` are
+/// exceptions.
 pub(crate) fn encode(values: &[f64], limit: usize) -> Option<Vec<u8>> {
     let mut needed = [0usize; MAX_PLACES as usize + 1];
     let (mut present, mut misses) = (0, 0);
