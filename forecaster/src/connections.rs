@@ -11,6 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ pub struct ConnectionSlots {
     listener: &'static str,
     open: IntGauge,
     waits: IntCounter,
+    /// Whether the limit was logged: once per listener, the counter tells the rest.
+    warned: Arc<AtomicBool>,
 }
 
 impl ConnectionSlots {
@@ -39,6 +42,7 @@ impl ConnectionSlots {
             listener,
             open,
             waits,
+            warned: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -54,10 +58,14 @@ impl ConnectionSlots {
             Ok(permit) => permit,
             Err(_) => {
                 self.waits.inc();
-                tracing::warn!(
-                    listener = self.listener,
-                    "limits.max_connections reached: not accepting until a connection closes"
-                );
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        listener = self.listener,
+                        "limits.max_connections reached: not accepting until a connection \
+                         closes (further waits are counted in \
+                         presage_connection_limit_waits_total)"
+                    );
+                }
                 // The semaphore is never closed.
                 match self.slots.clone().acquire_owned().await {
                     Ok(permit) => permit,

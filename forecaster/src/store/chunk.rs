@@ -217,8 +217,12 @@ impl Chunk {
         }
     }
 
-    /// Whether the chunk's bytes decode to its length (a chunk read from disk is checked once).
+    /// Whether the chunk's length is possible and its bytes decode to it (a chunk read from
+    /// disk is checked once, before anything sizes a buffer by its length).
     pub(crate) fn is_intact(&self) -> bool {
+        if self.len > CHUNK_SLOTS {
+            return false;
+        }
         match &self.body {
             Body::Open(w) => xor_values(&w.bits.bytes, self.len).count() == self.len as usize,
             Body::Xor(bytes) => xor_values(bytes, self.len).count() == self.len as usize,
@@ -428,6 +432,10 @@ mod tests {
         let mut short = c.clone();
         short.len += 1;
         assert!(!short.is_intact());
+        // A length no chunk can have is refused before anything is sized by it.
+        let mut huge = c.clone();
+        huge.len = u32::MAX;
+        assert!(!huge.is_intact());
     }
 
     #[test]

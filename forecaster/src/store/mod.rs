@@ -1135,6 +1135,12 @@ impl Store {
                 postcard::from_bytes::<series::SavedHead>(&h)
                     .map_err(|e| unreadable("head", &e))
                     .ok()
+                    .filter(|h| {
+                        h.is_intact() || {
+                            unreadable("head", &"its newest chunk does not decode");
+                            false
+                        }
+                    })
             });
             let sealed: Vec<chunk::Chunk> = chunks
                 .take(id_be)?

@@ -145,6 +145,13 @@ pub(crate) struct SavedHead {
     detector: Option<SeriesDetector>,
 }
 
+impl SavedHead {
+    /// Whether its newest chunk decodes (see [`Chunk::is_intact`]).
+    pub(crate) fn is_intact(&self) -> bool {
+        self.tail.as_ref().is_none_or(Chunk::is_intact)
+    }
+}
+
 /// What a checkpoint writes for one series.
 #[derive(Debug, Default)]
 pub(crate) struct SeriesSave {
