@@ -9,7 +9,7 @@
 # Reported: the sustainable rate; during the flood the offered and accepted rates, the share of
 # requests shed (by the generator's count and by presage_ingest_shed_total), the p50/p99
 # latency and failures of /-/healthy and /metrics, and the daemon's peak RSS (VmHWM) against
-# limits.max_inflight_ingest_bytes.
+# limits.max_inflight_ingest_bytes and limits.memory_limit.
 #
 # Usage:  benches/flood.sh PATH/TO/presage [PATH/TO/presage-loadgen]
 #   The load generator defaults to presage-loadgen beside the presage binary
@@ -18,6 +18,7 @@
 #   DURATION=30s  FACTOR=10  SERIES=20000  BATCH=500  CONCURRENCY=4  FLOOD_CONCURRENCY=128
 #   MAX_CONCURRENT=64 (limits.max_concurrent_ingest_requests)
 #   MAX_INFLIGHT=256MiB (limits.max_inflight_ingest_bytes)  PROBE_INTERVAL=0.1
+#   MEMORY_LIMIT=auto (limits.memory_limit: a size, "auto" or "none")
 #   THREADS=2 (generator threads)  BASE_PORT=19480 (uses BASE_PORT+0..2)  RESULTS=FILE
 # The flood's senders each own BATCH series, so its series count is FLOOD_CONCURRENCY x BATCH
 # (64000 at the defaults, under the default limits.max_series).
@@ -35,6 +36,7 @@ CONCURRENCY=${CONCURRENCY:-4}
 FLOOD_CONCURRENCY=${FLOOD_CONCURRENCY:-128}
 MAX_CONCURRENT=${MAX_CONCURRENT:-64}
 MAX_INFLIGHT=${MAX_INFLIGHT:-256MiB}
+MEMORY_LIMIT=${MEMORY_LIMIT:-auto}
 PROBE_INTERVAL=${PROBE_INTERVAL:-0.1}
 THREADS=${THREADS:-2}
 BASE_PORT=${BASE_PORT:-19480}
@@ -77,6 +79,7 @@ dir = "$WORK/data"
 [limits]
 max_concurrent_ingest_requests = $MAX_CONCURRENT
 max_inflight_ingest_bytes = "$MAX_INFLIGHT"
+memory_limit = "$MEMORY_LIMIT"
 EOF
     "$PRESAGE" serve --config "$WORK/presage.toml" >"$WORK/$name.log" 2>&1 &
     DAEMON_PID=$!
@@ -175,6 +178,7 @@ PROBE_PIDS=()
 PEAK_RSS=$(proc_mib "$DAEMON_PID" VmHWM)
 RSS_AFTER=$(proc_mib "$DAEMON_PID" VmRSS)
 SHED_COUNTED=$(metric_sum presage_ingest_shed_total)
+SHED_MEMORY=$(curl -sf "$BASE/metrics" | awk '/^presage_ingest_shed_total/ && /reason="memory"/ { s += $NF } END { printf "%d", s }')
 kill -0 "$DAEMON_PID" 2>/dev/null || { echo "the daemon died during the flood" >&2; exit 1; }
 read -r H50 H99 HN HF < <(probe_stats "$WORK/healthy.txt")
 read -r M50 M99 MN MF < <(probe_stats "$WORK/metrics.txt")
@@ -194,12 +198,12 @@ REPORT=$(cat <<EOF
 | sustainable remote_write rate ($CONCURRENCY senders, batch $BATCH) | $SUSTAINABLE samples/s |
 | flood: offered (${FACTOR}x) / sent / accepted | $OFFERED / $SENT_RATE / $ACCEPTED_RATE samples/s |
 | flood: requests ok / shed or failed (share) | $OK / $FAILED ($SHED_SHARE %) |
-| flood: presage_ingest_shed_total | $SHED_COUNTED |
+| flood: presage_ingest_shed_total (of which reason="memory") | $SHED_COUNTED ($SHED_MEMORY) |
 | flood: ingest request p99 (generator) | $INGEST_P99 ms |
 | /-/healthy during the flood: p50 / p99, failures | $H50 / $H99 ms, $HF of $HN |
 | /metrics during the flood: p50 / p99, failures | $M50 / $M99 ms, $MF of $MN |
 | RSS before / after the flood, peak (VmHWM) | $RSS_BEFORE / $RSS_AFTER / $PEAK_RSS MiB |
-| limits | max_concurrent_ingest_requests = $MAX_CONCURRENT, max_inflight_ingest_bytes = $MAX_INFLIGHT |
+| limits | max_concurrent_ingest_requests = $MAX_CONCURRENT, max_inflight_ingest_bytes = $MAX_INFLIGHT, memory_limit = $MEMORY_LIMIT |
 | first refusal seen by the generator | $FIRST_ERROR |
 EOF
 )

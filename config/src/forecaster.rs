@@ -15,7 +15,7 @@ use crate::alerting::{
 use crate::error::Problem;
 use crate::load::{Document, section_checker};
 use crate::tls::PemFile;
-use crate::units::ByteSize;
+use crate::units::{ByteSize, MemoryLimit};
 
 /// The forecaster's whole configuration. Every section is optional: an empty file (or none at all)
 /// runs on the defaults below.
@@ -383,6 +383,45 @@ pub struct LimitsConfig {
     /// in the kernel's accept queue. Raise it for fleets with more agents than this (each
     /// agent keeps one connection), together with the process' open-file limit.
     pub max_connections: usize,
+    /// Resident memory the daemon keeps within. While it uses more than `memory_limit -
+    /// memory_spike_limit`, every ingest request is shed (HTTP 429, gRPC `RESOURCE_EXHAUSTED`,
+    /// reason `memory`); queries, health checks and `/metrics` keep being served. `"auto"` (the default) is 90% of the memory
+    /// limit of the container (cgroup) when it has one, and no bound otherwise; `"none"` turns
+    /// it off.
+    pub memory_limit: MemoryLimit,
+    /// Room kept below `memory_limit` for work already admitted when shedding starts: what
+    /// the requests in flight still allocate while they are decoded and stored. Default: 20%
+    /// of `memory_limit`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_spike_limit: Option<ByteSize>,
+}
+
+/// The smallest `limits.memory_limit` accepted: the daemon itself needs about this much.
+pub(crate) const MIN_MEMORY_LIMIT: ByteSize = ByteSize::mib(32);
+
+/// The share of a container's memory limit `limits.memory_limit = "auto"` takes.
+pub const AUTO_MEMORY_SHARE: f64 = 0.9;
+
+/// `limits.memory_spike_limit` when it is not set: this share of the memory limit.
+pub(crate) const DEFAULT_SPIKE_SHARE: f64 = 0.2;
+
+impl LimitsConfig {
+    /// The memory bound in bytes and where ingest starts being shed, for a limit of `limit`
+    /// bytes (`memory_limit` resolved), or why the spike limit does not fit under it.
+    pub fn memory_bounds(&self, limit: u64) -> std::result::Result<(u64, u64), String> {
+        let spike = match self.memory_spike_limit {
+            Some(s) => s.bytes(),
+            None => (limit as f64 * DEFAULT_SPIKE_SHARE) as u64,
+        };
+        if spike >= limit {
+            return Err(format!(
+                "limits.memory_spike_limit ({}) must be below the memory limit ({})",
+                ByteSize(spike),
+                ByteSize(limit)
+            ));
+        }
+        Ok((limit, limit - spike))
+    }
 }
 
 impl Default for LimitsConfig {
@@ -401,6 +440,8 @@ impl Default for LimitsConfig {
             max_inflight_ingest_bytes: ByteSize::mib(256),
             max_streams_per_connection: 32,
             max_connections: 10_000,
+            memory_limit: MemoryLimit::Auto,
+            memory_spike_limit: None,
         }
     }
 }
@@ -862,6 +903,22 @@ impl Document for ForecasterConfig {
         }
         if l.max_connections < 1 {
             p.push(Problem::new("limits.max_connections", "must be at least 1"));
+        }
+        if let MemoryLimit::Fixed(limit) = l.memory_limit {
+            if limit < MIN_MEMORY_LIMIT {
+                p.push(Problem::new(
+                    "limits.memory_limit",
+                    format!("must be at least {MIN_MEMORY_LIMIT}, or `none`"),
+                ));
+            } else if let Err(e) = l.memory_bounds(limit.bytes()) {
+                p.push(Problem::new("limits.memory_spike_limit", e));
+            }
+        }
+        if l.memory_limit == MemoryLimit::None && l.memory_spike_limit.is_some() {
+            p.push(Problem::new(
+                "limits.memory_spike_limit",
+                "has no effect with limits.memory_limit = \"none\"",
+            ));
         }
 
         let step = self.model.step;

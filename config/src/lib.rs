@@ -32,12 +32,12 @@ pub use alerting::{
 };
 pub use error::{ConfigErrors, Error, Problem, Result};
 pub use forecaster::{
-    AuthConfig, BackfillConfig, DEFAULT_BACKFILL_CONCURRENCY, ForecasterConfig, FsyncPolicy,
-    IngestConfig, LimitsConfig, LogPatternsConfig, MIN_TOKEN_LENGTH, ModelConfig, ServerConfig,
-    StorageConfig, TlsConfig, TlsMaterial, TokenKind,
+    AUTO_MEMORY_SHARE, AuthConfig, BackfillConfig, DEFAULT_BACKFILL_CONCURRENCY, ForecasterConfig,
+    FsyncPolicy, IngestConfig, LimitsConfig, LogPatternsConfig, MIN_TOKEN_LENGTH, ModelConfig,
+    ServerConfig, StorageConfig, TlsConfig, TlsMaterial, TokenKind,
 };
 pub use load::Document;
-pub use units::ByteSize;
+pub use units::{ByteSize, MemoryLimit};
 
 use std::path::Path;
 

@@ -745,3 +745,52 @@ fn agent_client_certificates_are_checked_when_loading() {
         ["3:1: `agent.tls_cert_file`: needs `agent.tls_key_file` too"]
     );
 }
+
+#[test]
+fn the_memory_limit_is_auto_none_or_a_size_with_room_below_it() {
+    let l = ForecasterConfig::default().limits;
+    assert_eq!(l.memory_limit, MemoryLimit::Auto);
+    assert_eq!(l.memory_spike_limit, None);
+    // 20% of the limit is kept for work in flight unless set.
+    assert_eq!(l.memory_bounds(1000 << 20), Ok((1000 << 20, 800 << 20)));
+
+    let cfg = ForecasterConfig::from_toml(
+        "[limits]\nmemory_limit = \"1GiB\"\nmemory_spike_limit = \"100MiB\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.limits.memory_limit,
+        MemoryLimit::Fixed(ByteSize::mib(1024))
+    );
+    assert_eq!(
+        cfg.limits.memory_bounds(1 << 30),
+        Ok((1 << 30, (1024 - 100) << 20))
+    );
+    let cfg = ForecasterConfig::from_toml("[limits]\nmemory_limit = \"none\"\n", "t.toml").unwrap();
+    assert_eq!(cfg.limits.memory_limit, MemoryLimit::None);
+
+    assert_eq!(
+        problems("[limits]\nmemory_limit = \"16MiB\"\n"),
+        vec!["2:1: `limits.memory_limit`: must be at least 32MiB, or `none`".to_string()]
+    );
+    assert_eq!(
+        problems("[limits]\nmemory_limit = \"64MiB\"\nmemory_spike_limit = \"64MiB\"\n"),
+        vec![
+            "3:1: `limits.memory_spike_limit`: limits.memory_spike_limit (64MiB) must be below \
+             the memory limit (64MiB)"
+                .to_string()
+        ]
+    );
+    assert_eq!(
+        problems("[limits]\nmemory_limit = \"none\"\nmemory_spike_limit = \"1MiB\"\n"),
+        vec![
+            "3:1: `limits.memory_spike_limit`: has no effect with limits.memory_limit = \"none\""
+                .to_string()
+        ]
+    );
+    let err = ForecasterConfig::from_toml("[limits]\nmemory_limit = \"plenty\"\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`auto`"), "{err}");
+}

@@ -105,6 +105,75 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// The memory bound of a process: `"auto"` (the default), `"none"`, or a size.
+///
+/// `"auto"` resolves at start: a share of the memory limit of the cgroup (container) the process
+/// runs in when it has one, no bound otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MemoryLimit {
+    /// Derived from the container's limit when there is one.
+    #[default]
+    Auto,
+    /// No bound.
+    None,
+    /// This many bytes.
+    Fixed(ByteSize),
+}
+
+impl fmt::Display for MemoryLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MemoryLimit::Auto => f.write_str("auto"),
+            MemoryLimit::None => f.write_str("none"),
+            MemoryLimit::Fixed(size) => size.fmt(f),
+        }
+    }
+}
+
+impl FromStr for MemoryLimit {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "auto" => Ok(MemoryLimit::Auto),
+            "none" => Ok(MemoryLimit::None),
+            other => other.parse().map(MemoryLimit::Fixed).map_err(|e| {
+                format!("{e}; or `auto` (from the container's limit) or `none` (no bound)")
+            }),
+        }
+    }
+}
+
+impl Serialize for MemoryLimit {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for MemoryLimit {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = MemoryLimit;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"auto\", \"none\", a size such as \"2GiB\" or a number of bytes")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<MemoryLimit, E> {
+                u64::try_from(v)
+                    .map(|v| MemoryLimit::Fixed(ByteSize(v)))
+                    .map_err(|_| E::custom("a size cannot be negative"))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<MemoryLimit, E> {
+                Ok(MemoryLimit::Fixed(ByteSize(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<MemoryLimit, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +194,24 @@ mod tests {
         assert_eq!(ByteSize(16 << 20).to_string(), "16MiB");
         assert_eq!(ByteSize(1536).to_string(), "1536B");
         assert_eq!(ByteSize(2048).to_string(), "2KiB");
+    }
+
+    #[test]
+    fn memory_limits_read_as_auto_none_or_a_size() {
+        assert_eq!("auto".parse::<MemoryLimit>(), Ok(MemoryLimit::Auto));
+        assert_eq!("none".parse::<MemoryLimit>(), Ok(MemoryLimit::None));
+        assert_eq!(
+            "2GiB".parse::<MemoryLimit>(),
+            Ok(MemoryLimit::Fixed(ByteSize(2 << 30)))
+        );
+        let err = "lots".parse::<MemoryLimit>().unwrap_err();
+        assert!(err.contains("`auto`") && err.contains("`lots`"), "{err}");
+        for limit in [
+            MemoryLimit::Auto,
+            MemoryLimit::None,
+            MemoryLimit::Fixed(ByteSize::mib(512)),
+        ] {
+            assert_eq!(limit.to_string().parse::<MemoryLimit>(), Ok(limit));
+        }
     }
 }

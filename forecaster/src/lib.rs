@@ -26,6 +26,7 @@ pub mod demo;
 pub mod detect;
 pub mod ingest;
 pub mod logpatterns;
+pub mod memory;
 pub mod model;
 pub mod parquet;
 pub mod redact;

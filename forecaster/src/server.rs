@@ -130,7 +130,7 @@ impl Running {
         };
 
         // One set of ingest limits over the three ingest paths.
-        let admission = Admission::for_app(&app);
+        let admission = Admission::for_app(&app).map_err(|e| anyhow::anyhow!(e))?;
 
         let api_router = auth::guard_http(
             api::router_with_admission(app.clone(), admission.clone()),

@@ -74,6 +74,7 @@ pub struct Telemetry {
     ingest_inflight_bytes: IntGauge,
     ingest_inflight_requests_limit: IntGauge,
     ingest_inflight_bytes_limit: IntGauge,
+    memory_limit: IntGaugeVec,
     open_connections: IntGaugeVec,
     connection_limit_waits: IntCounterVec,
 }
@@ -332,7 +333,18 @@ impl Telemetry {
             "presage_ingest_inflight_bytes_limit",
             "The configured limit limits.max_inflight_ingest_bytes.",
         );
+        let memory_limit = IntGaugeVec::new(
+            Opts::new(
+                "presage_memory_limit_bytes",
+                "limits.memory_limit resolved (bound=\"limit\") and the resident memory above \
+                 which ingest is shed (bound=\"shed\"); absent without a limit.",
+            ),
+            &["bound"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        register(&r, Box::new(memory_limit.clone()));
         Self {
+            memory_limit,
             open_connections,
             connection_limit_waits,
             ingest_shed,
@@ -504,6 +516,18 @@ impl Telemetry {
         }
     }
 
+    /// Publishes the memory bound, if there is one.
+    pub fn memory_limits(&self, guard: Option<&crate::memory::MemoryGuard>) {
+        if let Some(g) = guard {
+            self.memory_limit
+                .with_label_values(&["limit"])
+                .set(i64::try_from(g.limit()).unwrap_or(i64::MAX));
+            self.memory_limit
+                .with_label_values(&["shed"])
+                .set(i64::try_from(g.shed_above()).unwrap_or(i64::MAX));
+        }
+    }
+
     /// Records an HTTP request's latency.
     pub fn observe_http(&self, listener: &str, route: &str, code: u16, seconds: f64) {
         self.http_duration
@@ -588,7 +612,7 @@ mod tests {
         let metrics = t.admission_metrics(8, 1 << 20);
         let text = t.render();
         for listener in ["http", "otlp_http", "otlp_grpc"] {
-            for reason in ["concurrent_requests", "inflight_bytes"] {
+            for reason in ["concurrent_requests", "inflight_bytes", "memory"] {
                 let line = format!(
                     "presage_ingest_shed_total{{listener=\"{listener}\",reason=\"{reason}\"}} 0"
                 );

@@ -684,7 +684,12 @@ const PAD: usize = 2000;
 
 /// Client `c`'s series, one sample each at `ts`.
 fn large_request(c: usize, ts: i64) -> Vec<u8> {
-    let mut state = (c as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    large_request_named(&format!("large_{c}"), c as u64, ts)
+}
+
+/// [`LARGE_SERIES`] series named `name`, their padding drawn from `seed`.
+fn large_request_named(name: &str, seed: u64, ts: i64) -> Vec<u8> {
+    let mut state = (seed + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut noise = |n: usize| {
         (0..n)
             .map(|_| {
@@ -695,12 +700,11 @@ fn large_request(c: usize, ts: i64) -> Vec<u8> {
             })
             .collect::<String>()
     };
-    let name = format!("large_{c}");
     encode(&WriteRequest {
         timeseries: (0..LARGE_SERIES)
             .map(|i| TimeSeries {
                 labels: labels(&[
-                    ("__name__", &name),
+                    ("__name__", name),
                     ("i", &format!("{i:04}")),
                     ("pad", &noise(PAD)),
                 ]),
@@ -845,6 +849,181 @@ async fn memory_stays_within_the_bound_under_a_flood_of_large_requests() {
             "client {c}"
         );
     }
+}
+
+/// What one client of [`memory_stays_within_the_memory_limit_while_new_series_flood_in`] saw:
+/// the names it had accepted and the one it gave up on.
+struct NewSeriesSeen {
+    accepted: Vec<String>,
+    shed: Vec<String>,
+}
+
+/// Sends requests of new series, named `mem_<c>_<n>` for the `n`th, until `stop_after` in a
+/// row are shed; a shed request is sent again.
+async fn flood_new_series(http: SocketAddr, c: usize, ts: i64, stop_after: u32) -> NewSeriesSeen {
+    let client = unpooled_client();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut seen = NewSeriesSeen {
+        accepted: Vec::new(),
+        shed: Vec::new(),
+    };
+    let mut in_a_row = 0;
+    let next = |n: usize| {
+        let name = format!("mem_{c}_{n}");
+        let body = large_request_named(&name, (c * 1000 + n) as u64, ts);
+        (name, body)
+    };
+    let (mut name, mut body) = next(0);
+    loop {
+        let res = client
+            .post(format!("http://{http}/api/v1/write"))
+            .header("Content-Type", "application/x-protobuf")
+            .header("Content-Encoding", "snappy")
+            .body(body.clone())
+            .send()
+            .await;
+        match res.map(|r| r.status()) {
+            Ok(StatusCode::NO_CONTENT) => {
+                seen.accepted.push(name);
+                in_a_row = 0;
+                (name, body) = next(seen.accepted.len());
+            }
+            // Shed before or while its body is read: the client may see a broken pipe.
+            Ok(StatusCode::TOO_MANY_REQUESTS) | Err(_) => {
+                in_a_row += 1;
+                if in_a_row >= stop_after {
+                    seen.shed.push(name);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => panic!("unexpected answer: {other:?}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "client {c} was never shed for long"
+        );
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_stays_within_the_memory_limit_while_new_series_flood_in() {
+    const LIMIT_MIB: u64 = 192;
+    const SPIKE_MIB: u64 = 64;
+    let dir = scratch_dir();
+    let mut daemon = spawn_daemon(
+        &dir,
+        &format!(
+            "max_series = 1000000
+max_request_body = \"4MiB\"\nmax_decompressed_body = \"8MiB\"\n\
+             max_inflight_ingest_bytes = \"12MiB\"\nmemory_limit = \"{LIMIT_MIB}MiB\"\n\
+             memory_spike_limit = \"{SPIKE_MIB}MiB\"\n"
+        ),
+    );
+    let http = daemon.http;
+    let client = client();
+    let text = eventually(Duration::from_secs(60), "the daemon to be ready", || {
+        let client = client.clone();
+        async move {
+            let res = client
+                .get(format!("http://{http}/-/ready"))
+                .send()
+                .await
+                .ok()?;
+            if !res.status().is_success() {
+                return None;
+            }
+            metrics_text(&client, http).await
+        }
+    })
+    .await;
+    assert_eq!(
+        sample_value(&text, "presage_memory_limit_bytes{bound=\"limit\"} "),
+        Some((LIMIT_MIB << 20) as f64)
+    );
+    assert_eq!(
+        sample_value(&text, "presage_memory_limit_bytes{bound=\"shed\"} "),
+        Some(((LIMIT_MIB - SPIKE_MIB) << 20) as f64)
+    );
+    let pid = daemon.peer.child.id();
+    let (baseline, _) = rss(pid).expect("the daemon's memory");
+    // Room for a few requests' series before shedding starts.
+    assert!(
+        baseline < (LIMIT_MIB - SPIKE_MIB - 40) << 20,
+        "the daemon starts with {} MiB",
+        baseline >> 20
+    );
+
+    // 16 clients send 4 MB requests of new series, each as soon as the last was answered,
+    // until 25 in a row are shed: the store grows until resident memory reaches the
+    // threshold, and from then on nothing is taken.
+    let ts = now_ms() - 60_000;
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..16 {
+        tasks.spawn(flood_new_series(http, c, ts, 25));
+    }
+    let (mut accepted, mut shed) = (Vec::new(), Vec::new());
+    while let Some(seen) = tasks.join_next().await {
+        let seen = seen.expect("client task");
+        accepted.extend(seen.accepted);
+        shed.extend(seen.shed);
+        assert_serving(http).await;
+    }
+    daemon.peer.assert_running();
+    let (resident, peak) = rss(pid).expect("the daemon's memory");
+    let text = metrics(&client, http).await;
+    let shed_memory = metric_sum(
+        &text,
+        "presage_ingest_shed_total",
+        &["listener=\"http\"", "reason=\"memory\""],
+    );
+    eprintln!(
+        "baseline {} MiB, now {} MiB, peak {} MiB (limit {LIMIT_MIB} MiB), {} requests \
+         accepted, {} shed, {shed_memory} for memory",
+        baseline >> 20,
+        resident >> 20,
+        peak >> 20,
+        accepted.len(),
+        shed.len()
+    );
+    assert!(!accepted.is_empty(), "nothing was accepted");
+    assert!(
+        shed_memory >= 16.0,
+        "{shed_memory} requests shed for memory"
+    );
+    assert!(
+        peak <= LIMIT_MIB << 20,
+        "resident memory reached {} MiB, past the limit of {LIMIT_MIB} MiB",
+        peak >> 20
+    );
+    // Every accepted request was stored whole, and nothing of a shed one: the names stored
+    // (one series of each) are exactly those accepted, and each has all its series.
+    let url = format!(
+        "http://{http}/api/v1/series?limit=10000&match[]={}",
+        urlencode("{__name__=~\"mem_.*\",i=\"0000\"}")
+    );
+    let names: BTreeSet<String> = get_json(&client, &url)
+        .await
+        .and_then(|v| v["data"].as_array().cloned())
+        .expect("/api/v1/series answers")
+        .iter()
+        .map(|s| s["labels"]["__name__"].as_str().unwrap_or("").to_string())
+        .collect();
+    let accepted_names: BTreeSet<String> = accepted.into_iter().collect();
+    assert_eq!(names, accepted_names);
+    for name in &accepted_names {
+        let url = format!(
+            "http://{http}/api/v1/series?limit=10000&match[]={}",
+            urlencode(name)
+        );
+        let got = get_json(&client, &url)
+            .await
+            .and_then(|v| v["data"].as_array().map(Vec::len))
+            .unwrap_or_default();
+        assert_eq!(got, LARGE_SERIES, "{name}");
+    }
+    assert!(shed.iter().all(|n| !names.contains(n)));
 }
 
 /// The agent's config: logs only, fast retries of its own, sending to `endpoint`.

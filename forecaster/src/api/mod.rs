@@ -45,8 +45,12 @@ pub const HISTORY_HEADER: &str = "X-Presage-History";
 
 /// The router of the main HTTP listener, with ingest limits of its own (see
 /// [`router_with_admission`] for limits shared with the other listeners).
+///
+/// # Panics
+/// When `limits.memory_spike_limit` is not below a memory limit derived from the container's;
+/// the daemon checks that when it starts.
 pub fn router(app: Arc<App>) -> Router {
-    let admission = Admission::for_app(&app);
+    let admission = Admission::for_app(&app).expect("the memory limit of a checked configuration");
     router_with_admission(app, admission)
 }
 

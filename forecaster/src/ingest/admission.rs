@@ -9,6 +9,9 @@
 //! - `limits.max_inflight_ingest_bytes`: bytes a request holds (its body as it is read, then
 //!   its decompressed form), reserved on its permit with [`Permit::reserve`] before they are
 //!   allocated and given back when the permit is dropped.
+//!
+//! And one bound on the whole process, `limits.memory_limit` ([`MemoryGuard`]): above its
+//! shedding threshold no request is admitted, and a request reading its body is cut off.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -22,6 +25,8 @@ use prost::Message;
 use tonic::codegen::{Bytes, Service};
 use tonic::server::NamedService;
 use tonic::{Code, Status};
+
+use crate::memory::MemoryGuard;
 
 /// Seconds a shed client is asked to wait (`Retry-After`, gRPC `RetryInfo`).
 pub const RETRY_AFTER_SECS: u64 = 1;
@@ -46,17 +51,24 @@ pub enum ShedReason {
     ConcurrentRequests,
     /// The request's bytes would pass `limits.max_inflight_ingest_bytes`.
     InflightBytes,
+    /// The process is near `limits.memory_limit`.
+    Memory,
 }
 
 impl ShedReason {
     /// Every reason, for pre-registering counters.
-    pub const ALL: [ShedReason; 2] = [ShedReason::ConcurrentRequests, ShedReason::InflightBytes];
+    pub const ALL: [ShedReason; 3] = [
+        ShedReason::ConcurrentRequests,
+        ShedReason::InflightBytes,
+        ShedReason::Memory,
+    ];
 
     /// The `reason` label value.
     pub fn as_str(self) -> &'static str {
         match self {
             ShedReason::ConcurrentRequests => "concurrent_requests",
             ShedReason::InflightBytes => "inflight_bytes",
+            ShedReason::Memory => "memory",
         }
     }
 
@@ -69,6 +81,7 @@ impl ShedReason {
             ShedReason::InflightBytes => {
                 "too many ingest bytes in progress (limits.max_inflight_ingest_bytes)"
             }
+            ShedReason::Memory => "the daemon is at its memory limit (limits.memory_limit)",
         };
         format!("overloaded: {what}; retry after {RETRY_AFTER_SECS}s")
     }
@@ -91,6 +104,7 @@ pub struct Admission {
     max_bytes: usize,
     requests: AtomicUsize,
     bytes: AtomicUsize,
+    memory: Option<MemoryGuard>,
     metrics: Option<AdmissionMetrics>,
 }
 
@@ -102,23 +116,45 @@ impl Admission {
             max_bytes,
             requests: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
+            memory: None,
             metrics,
         }
     }
 
+    /// Also sheds every request while `memory` says the process is above its threshold.
+    pub fn with_memory(mut self, memory: Option<MemoryGuard>) -> Self {
+        self.memory = memory;
+        self
+    }
+
     /// The limits of `app`'s configuration, published through its telemetry.
-    pub fn for_app(app: &crate::app::App) -> Arc<Self> {
+    ///
+    /// # Errors
+    /// When `limits.memory_spike_limit` does not fit under a memory limit derived from the
+    /// container's (a configured limit is checked when the configuration is loaded).
+    pub fn for_app(app: &crate::app::App) -> Result<Arc<Self>, String> {
         let l = &app.config.limits;
         let (max_requests, max_bytes) = (
             l.max_concurrent_ingest_requests,
             l.max_inflight_ingest_bytes.as_usize(),
         );
+        let memory = MemoryGuard::from_config(l)?;
         let metrics = app.telemetry.admission_metrics(max_requests, max_bytes);
-        Arc::new(Self::new(max_requests, max_bytes, Some(metrics)))
+        app.telemetry.memory_limits(memory.as_ref());
+        Ok(Arc::new(
+            Self::new(max_requests, max_bytes, Some(metrics)).with_memory(memory),
+        ))
+    }
+
+    fn memory_full(&self) -> bool {
+        self.memory.as_ref().is_some_and(MemoryGuard::over)
     }
 
     /// A permit for one request arriving on `listener`, or the request is shed (and counted).
     pub fn try_admit(self: &Arc<Self>, listener: &'static str) -> Result<Permit, ShedReason> {
+        if self.memory_full() {
+            return Err(self.shed(listener, ShedReason::Memory));
+        }
         let taken = self
             .requests
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -180,6 +216,9 @@ impl Permit {
             return Ok(());
         }
         let a = &self.admission;
+        if a.memory_full() {
+            return Err(a.shed(self.listener, ShedReason::Memory));
+        }
         let taken = a
             .bytes
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {

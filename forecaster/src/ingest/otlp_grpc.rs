@@ -54,8 +54,13 @@ impl OtlpGrpc {
     }
 
     /// The services, with ingest limits of their own.
+    ///
+    /// # Panics
+    /// When `limits.memory_spike_limit` is not below a memory limit derived from the container's;
+    /// the daemon checks that when it starts.
     pub fn new(app: Arc<App>) -> Self {
-        let admission = Admission::for_app(&app);
+        let admission =
+            Admission::for_app(&app).expect("the memory limit of a checked configuration");
         Self::with_admission(app, admission)
     }
 
