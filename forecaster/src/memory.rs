@@ -19,6 +19,10 @@ use presage_config::{AUTO_MEMORY_SHARE, LimitsConfig, MemoryLimit};
 /// How old a resident-set reading may be before a check reads it again.
 pub const READ_EVERY: Duration = Duration::from_millis(2);
 
+/// Crossings of the threshold are logged at most this often, each way: a daemon at its limit
+/// crosses it back and forth as requests are stored and their buffers freed.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
 /// Cgroup limits at or above this are "unlimited" (cgroup v1 writes `i64::MAX` rounded down
 /// to a page).
 const UNLIMITED: u64 = 1 << 60;
@@ -137,6 +141,11 @@ pub struct MemoryGuard {
     read_at: AtomicU64,
     resident: AtomicU64,
     shedding: AtomicBool,
+    /// Crossings since the last one logged, and when each way was last logged (nanoseconds
+    /// after `epoch`, `u64::MAX` before the first).
+    crossings: AtomicU64,
+    logged_up: AtomicU64,
+    logged_down: AtomicU64,
     read: fn() -> Option<u64>,
 }
 
@@ -154,6 +163,9 @@ impl MemoryGuard {
             read_at: AtomicU64::new(u64::MAX),
             resident: AtomicU64::new(0),
             shedding: AtomicBool::new(false),
+            crossings: AtomicU64::new(0),
+            logged_up: AtomicU64::new(u64::MAX),
+            logged_down: AtomicU64::new(u64::MAX),
             read,
         }
     }
@@ -214,35 +226,50 @@ impl MemoryGuard {
                 .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         {
-            self.refresh();
+            self.refresh(now);
         }
         self.resident.load(Ordering::Acquire) > self.shed_above
     }
 
-    fn refresh(&self) {
+    fn refresh(&self, now: u64) {
         let Some(resident) = (self.read)() else {
             return;
         };
         self.resident.store(resident, Ordering::Release);
         let over = resident > self.shed_above;
-        if self.shedding.swap(over, Ordering::AcqRel) != over {
-            if over {
-                tracing::warn!(
-                    resident,
-                    shed_above = self.shed_above,
-                    limit = self.limit,
-                    "resident memory passed the shedding threshold of limits.memory_limit: \
-                     ingest is refused until it falls back (if this lasts, the series and \
-                     history kept need more: raise limits.memory_limit, or lower \
-                     limits.max_series or storage.retention)"
-                );
-            } else {
-                tracing::info!(
-                    resident,
-                    shed_above = self.shed_above,
-                    "resident memory is back under the shedding threshold: ingest resumes"
-                );
-            }
+        if self.shedding.swap(over, Ordering::AcqRel) == over {
+            return;
+        }
+        let crossings = self.crossings.fetch_add(1, Ordering::AcqRel) + 1;
+        let logged = if over {
+            &self.logged_up
+        } else {
+            &self.logged_down
+        };
+        let last = logged.load(Ordering::Acquire);
+        if last != u64::MAX && now.saturating_sub(last) < LOG_EVERY.as_nanos() as u64 {
+            return;
+        }
+        logged.store(now, Ordering::Release);
+        self.crossings.fetch_sub(crossings, Ordering::AcqRel);
+        if over {
+            tracing::warn!(
+                resident,
+                crossings,
+                shed_above = self.shed_above,
+                limit = self.limit,
+                "resident memory passed the shedding threshold of limits.memory_limit: \
+                 ingest is refused until it falls back (if this lasts, the series and \
+                 history kept need more: raise limits.memory_limit, or lower \
+                 limits.max_series or storage.retention)"
+            );
+        } else {
+            tracing::info!(
+                resident,
+                crossings,
+                shed_above = self.shed_above,
+                "resident memory is back under the shedding threshold: ingest resumes"
+            );
         }
     }
 
@@ -393,5 +420,14 @@ mod tests {
         }
         assert!(!guard.shedding.load(Ordering::Relaxed));
         assert_eq!((guard.limit(), guard.shed_above()), (1000, 800));
+        // Both crossings were logged; a third within LOG_EVERY is only counted.
+        assert_eq!(guard.crossings.load(Ordering::Relaxed), 0);
+        FAKE_RESIDENT.store(1000, Ordering::Relaxed);
+        let started = Instant::now();
+        while !guard.over() {
+            assert!(started.elapsed() < Duration::from_secs(10));
+            std::thread::yield_now();
+        }
+        assert_eq!(guard.crossings.load(Ordering::Relaxed), 1);
     }
 }
