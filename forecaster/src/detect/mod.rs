@@ -21,6 +21,13 @@
 //! all but one in a thousand of this series' steps". Within the same rarity, larger deviations
 //! score a little higher, so scores keep their order.
 //!
+//! A young histogram cannot call anything rarer than one in as many values as it holds, so a
+//! level shift in the first hours of a series could not reach the score a full memory gives it.
+//! While the level view's fast average is at least one slow standard deviation from the slow
+//! mean — something the ten-step average of plain noise essentially never is (its spread is
+//! about a quarter of the value's) — its rarity is stretched partway toward the scale of a full
+//! memory. The stretch stays below that scale: a young record never scores above an old one.
+//!
 //! Once a step is rarer than one in 250 (`L >= 2.4`, a score of about 0.44), a quiet period of
 //! 75 steps follows: the series is already known to be unusual, so during it a step scores in
 //! full only when it is ten times rarer than the one that opened the period, and at half its
@@ -50,6 +57,12 @@ const LEVEL_LEARNING_STEPS: u64 = 100;
 const LEVEL_FAST: f64 = 0.1;
 /// Weight of the newest value in the level view's slow mean and variance (about 330 steps).
 const LEVEL_SLOW: f64 = 0.003;
+/// How far the level view's fast average must be from its slow mean, in slow standard deviations,
+/// for its rarity to be stretched while its histogram is young (see [`young_stretch`]).
+const LEVEL_SHIFT_Z: f64 = 1.0;
+/// Power of the young-histogram stretch: 0 leaves the rarity alone, 1 would put a young record
+/// on the scale of a full memory's; partway, since a short past is also weaker evidence.
+const YOUNG_STRETCH: f64 = 0.6;
 /// Floor of the long-run standard deviation, so a perfectly quiet past does not make every
 /// wobble infinitely unlikely.
 const MIN_LONG_SD: f64 = 0.5;
@@ -130,9 +143,9 @@ impl Default for Rarity {
 
 impl Rarity {
     /// `-log10` of the share of past values at least as high as `x` (empirical tail, half the
-    /// own bin), ordered within the same rarity by how far `x` is from the long-run mean; 0
-    /// while learning. Then `x` joins the past.
-    fn judge(&mut self, x: f64) -> f64 {
+    /// own bin), times [`young_stretch`] when `stretch` is set, ordered within the same rarity by
+    /// how far `x` is from the long-run mean; 0 while learning. Then `x` joins the past.
+    fn judge(&mut self, x: f64, stretch: bool) -> f64 {
         let bin = bin_of(x);
         let rarity = if self.seen >= LEARNING_STEPS {
             let total: f64 = self.hist.iter().map(|c| f64::from(*c)).sum();
@@ -143,7 +156,8 @@ impl Rarity {
                 + f64::from(self.hist[bin]) / 2.0;
             let q = (tail + 1.0) / (total + 1.0);
             let sd = self.var.sqrt().max(MIN_LONG_SD);
-            -q.log10() + 0.01 * neg_log10_sf((x - self.mean) / sd)
+            let young = if stretch { young_stretch(total) } else { 1.0 };
+            -q.log10() * young + 0.01 * neg_log10_sf((x - self.mean) / sd)
         } else {
             0.0
         };
@@ -218,7 +232,7 @@ impl Scorer {
             .map(|v| f64::from(*v))
             .sum::<f64>()
             / f64::from(self.short_len);
-        let mut rarity = self.residual.judge(avg);
+        let mut rarity = self.residual.judge(avg, false);
 
         // Level view: a fast average of the value against its slow mean and spread.
         let level_rarity = self.level_step(value);
@@ -286,8 +300,19 @@ impl Scorer {
         self.level_mean += alpha * delta;
         self.level_var = (1.0 - alpha) * (self.level_var + alpha * delta * delta);
         self.level_steps += 1;
-        self.level.judge(surprise(z))
+        self.level.judge(surprise(z), z.abs() >= LEVEL_SHIFT_Z)
     }
+}
+
+/// How much a young histogram's rarity is stretched: the ratio of the largest rarity a full
+/// memory can show (`log10(LONG_WINDOW + 1)`) to the largest this one can (`log10(total + 1)`),
+/// raised to [`YOUNG_STRETCH`]; 1 once the memory is full. A record's stretched rarity,
+/// `log10(full)^p * log10(total + 1)^(1 - p)`, stays below a full memory's record.
+fn young_stretch(total: f64) -> f64 {
+    let reach = |n: f64| (n + 1.0).log10();
+    (reach(LONG_WINDOW) / reach(total).max(0.1))
+        .max(1.0)
+        .powf(YOUNG_STRETCH)
 }
 
 /// `-log10` of the standard normal upper tail at `z`, without underflow far in the tail.

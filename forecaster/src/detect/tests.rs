@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::{BandPoint, Method, Readiness, ReadinessState};
 
 #[test]
 fn calibration_is_monotonic_and_does_not_saturate() {
@@ -13,7 +14,19 @@ fn calibration_is_monotonic_and_does_not_saturate() {
     assert!((neg_log10_sf(29.999) - neg_log10_sf(30.001)).abs() < 0.1);
 }
 
-use crate::model::{BandPoint, Method, Readiness, ReadinessState};
+#[test]
+fn a_young_memory_is_stretched_toward_a_full_one_but_not_past_it() {
+    let full = (LONG_WINDOW + 1.0).log10();
+    assert!((young_stretch(LONG_WINDOW) - 1.0).abs() < 1e-12);
+    let mut prev = f64::INFINITY;
+    for total in [0.0, 10.0, 50.0, 100.0, 500.0, 1_000.0, 1_999.0, LONG_WINDOW] {
+        let s = young_stretch(total);
+        assert!((1.0..=prev).contains(&s), "{total}: {s}");
+        // A record in a young memory stays below a record in a full one.
+        assert!(s * (total + 1.0).log10() <= full + 1e-12, "{total}: {s}");
+        prev = s;
+    }
+}
 
 /// A flat baseline at 0 with unit residual scale, long enough for `steps` steps.
 fn flat_baseline(steps: usize) -> Baseline {
@@ -91,6 +104,39 @@ fn a_level_shift_scores_above_the_noise() {
     assert!(during >= 0.45, "shift scored {during}");
     assert!(during > before, "shift {during} vs noise {before}");
     assert!(scores.iter().all(|s| (0.0..1.0).contains(&s.score)));
+}
+
+#[test]
+fn an_early_level_shift_scores_above_the_noise() {
+    // The same shift after 300 steps: the histograms hold fewer than 300 values, so without
+    // the stretch even a record could not look rarer than one in 300 (the shift scored 0.443).
+    let mut v = noise(450);
+    for x in &mut v[300..400] {
+        *x += 2.5;
+    }
+    let scores = run(&v);
+    let before = scores[100..300].iter().map(|s| s.score).fold(0.0, f64::max);
+    let during = scores[300..400].iter().map(|s| s.score).fold(0.0, f64::max);
+    assert!(during >= 0.45, "shift scored {during}");
+    assert!(during > before, "shift {during} vs noise {before}");
+}
+
+#[test]
+fn plain_noise_does_not_stretch_the_level_view() {
+    // The ten-step average of independent noise stays well within one slow standard deviation
+    // of the slow mean once the level view takes part, so a young series of noise is judged
+    // exactly as before.
+    let v = noise(2_000);
+    let mut s = Scorer::default();
+    let b = flat_baseline(v.len());
+    for (i, x) in v.iter().enumerate() {
+        if s.level_steps > LEVEL_LEARNING_STEPS {
+            let z = (s.level_fast + LEVEL_FAST * (x - s.level_fast) - s.level_mean)
+                / s.level_var.sqrt();
+            assert!(z.abs() < LEVEL_SHIFT_Z, "step {i}: z {z}");
+        }
+        s.score(i as i64, *x, &b, 0.95);
+    }
 }
 
 #[test]
