@@ -5,7 +5,7 @@
 //! Run with `cargo bench -p presage-benches --bench model`. Besides criterion's figures it
 //! prints the memory per fitted series, measured on a store of 10 series with 14 days of
 //! 5-minute history each, fitted and scored as the daemon does, for values written at full
-//! precision, with two decimals and as integers.
+//! precision (kept exact, or to 7 significant digits), with two decimals and as integers.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -57,17 +57,20 @@ fn config(step: Duration) -> ForecasterConfig {
     cfg
 }
 
-/// How values are written: as computed, or rounded as an exporter reporting decimals would.
+/// How values are written: as computed, or rounded as an exporter reporting decimals would;
+/// or as computed, into a store that keeps this many significant digits
+/// (`storage.significant_digits`).
 #[derive(Clone, Copy)]
 enum Precision {
     Full,
     Places(i32),
+    StoredDigits(u8),
 }
 
 impl Precision {
     fn apply(self, v: f64) -> f64 {
         match self {
-            Self::Full => v,
+            Self::Full | Self::StoredDigits(_) => v,
             Self::Places(k) => {
                 let p = 10f64.powi(k);
                 (v * p).round() / p
@@ -112,7 +115,11 @@ fn fitted_store(
     t0: i64,
     precision: Precision,
 ) -> (Store, usize) {
-    let store = Store::new(&config(Duration::from_millis(step_ms as u64))).with_inline_fits();
+    let mut cfg = config(Duration::from_millis(step_ms as u64));
+    if let Precision::StoredDigits(d) = precision {
+        cfg.storage.significant_digits = d;
+    }
+    let store = Store::new(&cfg).with_inline_fits();
     let n = (days * DAY_MS / step_ms) as usize;
     let now = t0 + n as i64 * step_ms + step_ms;
     for from in (0..n).step_by(2_016) {
@@ -154,6 +161,10 @@ fn memory(_: &mut Criterion) {
     let series = 10;
     for (name, precision) in [
         ("full-precision values", Precision::Full),
+        (
+            "full-precision values, storage.significant_digits = 7",
+            Precision::StoredDigits(7),
+        ),
         ("values with two decimals", Precision::Places(2)),
         ("integer values", Precision::Places(0)),
     ] {

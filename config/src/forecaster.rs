@@ -474,6 +474,11 @@ pub struct StorageConfig {
     /// much of the journal.
     #[serde(with = "humantime_serde")]
     pub checkpoint_interval: Duration,
+    /// Significant decimal digits kept of each stored step value; 0 (the default) keeps values
+    /// exactly as computed. Values then read back as decimals, which the store keeps as small
+    /// integers: 7 digits (about a 32-bit float's precision) halve the memory and disk of values
+    /// computed at full precision, such as counter rates and ratios. At most 15.
+    pub significant_digits: u8,
 }
 
 /// When an acknowledged write reaches the device; see [`StorageConfig::fsync`].
@@ -498,6 +503,7 @@ impl Default for StorageConfig {
             fsync: FsyncPolicy::Always,
             fsync_interval: Duration::from_secs(1),
             checkpoint_interval: Duration::from_secs(5 * 60),
+            significant_digits: 0,
         }
     }
 }
@@ -995,6 +1001,12 @@ impl Document for ForecasterConfig {
             p.push(Problem::new(
                 "storage.checkpoint_interval",
                 "must be between 1s and 1h",
+            ));
+        }
+        if self.storage.significant_digits > 15 {
+            p.push(Problem::new(
+                "storage.significant_digits",
+                "must be at most 15 (a 64-bit float holds 15 to 17), or 0 to keep values exact",
             ));
         }
         for (i, sel) in self.model.export_match.iter().enumerate() {

@@ -794,3 +794,18 @@ fn the_memory_limit_is_auto_none_or_a_size_with_room_below_it() {
         .to_string();
     assert!(err.contains("`auto`"), "{err}");
 }
+
+#[test]
+fn significant_digits_default_to_exact_and_are_bounded() {
+    assert_eq!(ForecasterConfig::default().storage.significant_digits, 0);
+    let cfg = ForecasterConfig::from_toml("[storage]\nsignificant_digits = 7\n", "t.toml").unwrap();
+    assert_eq!(cfg.storage.significant_digits, 7);
+    assert_eq!(
+        problems("[storage]\nsignificant_digits = 16\n"),
+        vec![
+            "2:1: `storage.significant_digits`: must be at most 15 (a 64-bit float holds 15 to \
+             17), or 0 to keep values exact"
+                .to_string()
+        ]
+    );
+}

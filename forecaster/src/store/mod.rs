@@ -382,6 +382,7 @@ impl Store {
                 step_ms,
                 retention_slots: (retention_ms / step_ms).max(1),
                 detect: Some(detect),
+                digits: cfg.storage.significant_digits,
             },
             retention_ms,
             limits: StoreLimits {

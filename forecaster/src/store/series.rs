@@ -22,6 +22,9 @@ pub(crate) struct Resolution {
     pub(crate) retention_slots: i64,
     /// Detection settings; `None` stores history only.
     pub(crate) detect: Option<DetectSettings>,
+    /// Significant digits a step's value is rounded to (`storage.significant_digits`); 0 keeps
+    /// it exact.
+    pub(crate) digits: u8,
 }
 
 /// How series are modelled and scored.
@@ -59,8 +62,9 @@ struct OpenStep {
 }
 
 impl OpenStep {
-    fn resolve(&self, kind: ValueKind) -> f64 {
-        match kind {
+    /// The step's value, rounded to `digits` significant digits (0: exact).
+    fn resolve(&self, kind: ValueKind, digits: u8) -> f64 {
+        let value = match kind {
             ValueKind::Gauge => self.value,
             ValueKind::Counter | ValueKind::Delta => {
                 if self.elapsed_ms > 0.0 {
@@ -69,7 +73,8 @@ impl OpenStep {
                     f64::NAN
                 }
             }
-        }
+        };
+        super::decimal::round_significant(value, digits)
     }
 }
 
@@ -345,7 +350,7 @@ impl Series {
             }
             _ => {
                 if let Some(done) = self.open.take() {
-                    self.append(done.slot_ms, done.resolve(self.kind), res, out);
+                    self.append(done.slot_ms, done.resolve(self.kind, res.digits), res, out);
                 }
                 self.open = Some(OpenStep {
                     slot_ms: slot,
@@ -367,7 +372,7 @@ impl Series {
     /// Completes the open step now, as if the next step had begun (end of a backtest).
     pub(crate) fn close_open(&mut self, res: &Resolution, out: &mut StepOut) {
         if let Some(done) = self.open.take() {
-            self.append(done.slot_ms, done.resolve(self.kind), res, out);
+            self.append(done.slot_ms, done.resolve(self.kind, res.digits), res, out);
         }
     }
 
@@ -503,7 +508,7 @@ impl Series {
                 out.push((ts, f64::NAN));
                 ts += res.step_ms;
             }
-            out.push((open.slot_ms, open.resolve(self.kind)));
+            out.push((open.slot_ms, open.resolve(self.kind, res.digits)));
         }
         out
     }
@@ -550,6 +555,7 @@ mod tests {
             step_ms: STEP,
             retention_slots: 60,
             detect: None,
+            digits: 0,
         }
     }
 
@@ -606,6 +612,33 @@ mod tests {
     }
 
     #[test]
+    fn significant_digits_round_every_step_the_open_one_included() {
+        let r = Resolution { digits: 4, ..res() };
+        let mut s = series(ValueKind::Counter);
+        // Scraped every 59.9 s: the rates have every digit a division gives.
+        for (i, v) in [0.0, 100.0, 250.0, 260.0].into_iter().enumerate() {
+            let ts = i as i64 * 59_900;
+            s.push(Point::new(ts, v), &r, &mut StepOut::default())
+                .unwrap();
+        }
+        let got: Vec<f64> = s
+            .history(i64::MIN, i64::MAX, &r)
+            .into_iter()
+            .map(|(_, v)| v)
+            .filter(|v| !v.is_nan())
+            .collect();
+        assert_eq!(got, vec![1.669, 2.504, 0.1669]);
+        // Exact without the setting.
+        let exact: Vec<f64> = s
+            .history(i64::MIN, i64::MAX, &res())
+            .into_iter()
+            .map(|(_, v)| v)
+            .filter(|v| !v.is_nan())
+            .collect();
+        assert_eq!(exact.last(), Some(&(10.0 / 59.9)));
+    }
+
+    #[test]
     fn delta_points_become_rates() {
         let mut s = series(ValueKind::Delta);
         for (ts, v) in [(10_000, 60.0), (70_000, 120.0)] {
@@ -649,6 +682,7 @@ mod tests {
             step_ms: STEP,
             retention_slots: 300,
             detect: None,
+            digits: 0,
         };
         let mut s = series(ValueKind::Gauge);
         for i in 0..1000 {
