@@ -397,7 +397,7 @@ pub struct LimitsConfig {
 }
 
 /// The smallest `limits.memory_limit` accepted: the daemon itself needs about this much.
-pub(crate) const MIN_MEMORY_LIMIT: ByteSize = ByteSize::mib(32);
+pub const MIN_MEMORY_LIMIT: ByteSize = ByteSize::mib(32);
 
 /// The share of a container's memory limit `limits.memory_limit = "auto"` takes.
 pub const AUTO_MEMORY_SHARE: f64 = 0.9;

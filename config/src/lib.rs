@@ -33,8 +33,8 @@ pub use alerting::{
 pub use error::{ConfigErrors, Error, Problem, Result};
 pub use forecaster::{
     AUTO_MEMORY_SHARE, AuthConfig, BackfillConfig, DEFAULT_BACKFILL_CONCURRENCY, ForecasterConfig,
-    FsyncPolicy, IngestConfig, LimitsConfig, LogPatternsConfig, MIN_TOKEN_LENGTH, ModelConfig,
-    ServerConfig, StorageConfig, TlsConfig, TlsMaterial, TokenKind,
+    FsyncPolicy, IngestConfig, LimitsConfig, LogPatternsConfig, MIN_MEMORY_LIMIT, MIN_TOKEN_LENGTH,
+    ModelConfig, ServerConfig, StorageConfig, TlsConfig, TlsMaterial, TokenKind,
 };
 pub use load::Document;
 pub use units::{ByteSize, MemoryLimit};

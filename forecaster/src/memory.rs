@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use presage_config::{AUTO_MEMORY_SHARE, LimitsConfig, MemoryLimit};
+use presage_config::{AUTO_MEMORY_SHARE, ByteSize, LimitsConfig, MIN_MEMORY_LIMIT, MemoryLimit};
 
 /// How old a resident-set reading may be before a check reads it again.
 pub const READ_EVERY: Duration = Duration::from_millis(2);
@@ -75,6 +75,13 @@ fn cgroup_limit_under(root: &Path, own: &str) -> Option<u64> {
             continue;
         };
         let path = path.trim_start_matches('/');
+        if Path::new(path)
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            // `..`: a group outside this process' view of the hierarchy.
+            continue;
+        }
         if controllers.is_empty() {
             // cgroup v2: `memory.max` in the process' group and each ancestor's.
             limits.extend(
@@ -140,6 +147,8 @@ pub struct MemoryGuard {
     /// Nanoseconds after `epoch` of the last reading; `u64::MAX` before the first.
     read_at: AtomicU64,
     resident: AtomicU64,
+    /// Taken by the one caller reading the resident set, so readings land in order.
+    refreshing: AtomicBool,
     shedding: AtomicBool,
     /// Crossings since the last one logged, and when each way was last logged (nanoseconds
     /// after `epoch`, `u64::MAX` before the first).
@@ -162,6 +171,7 @@ impl MemoryGuard {
             epoch: Instant::now(),
             read_at: AtomicU64::new(u64::MAX),
             resident: AtomicU64::new(0),
+            refreshing: AtomicBool::new(false),
             shedding: AtomicBool::new(false),
             crossings: AtomicU64::new(0),
             logged_up: AtomicU64::new(u64::MAX),
@@ -173,10 +183,49 @@ impl MemoryGuard {
     /// The guard `limits` asks for, or `None` without a bound (or where the resident set
     /// cannot be read). Logs what was chosen.
     pub fn from_config(limits: &LimitsConfig) -> Result<Option<Self>, String> {
-        let Some((limit, source)) = resolve_limit(limits, cgroup_memory_limit()) else {
+        let container = cgroup_memory_limit();
+        let Some((limit, source)) = resolve_limit(limits, container) else {
+            if limits.memory_spike_limit.is_some() {
+                tracing::warn!(
+                    "limits.memory_spike_limit is set but there is no memory limit: \
+                     limits.memory_limit is \"auto\" and this process' cgroup has none"
+                );
+            }
             return Ok(None);
         };
+        if let LimitSource::Container(container) = source
+            && limit < MIN_MEMORY_LIMIT.bytes()
+        {
+            return Err(format!(
+                "limits.memory_limit = \"auto\" gives {} ({}% of the cgroup's limit of {}), \
+                 under the {MIN_MEMORY_LIMIT} the daemon needs; give the container more memory, \
+                 or set limits.memory_limit to a size or \"none\"",
+                ByteSize(limit),
+                (AUTO_MEMORY_SHARE * 100.0).round(),
+                ByteSize(container)
+            ));
+        }
         let (limit, shed_above) = limits.memory_bounds(limit)?;
+        if let (LimitSource::Configured, Some(container)) = (source, container)
+            && limit >= container
+        {
+            tracing::warn!(
+                limit,
+                container,
+                "limits.memory_limit is at or above this process' cgroup memory limit: the \
+                 kernel may stop the daemon before it sheds ingest"
+            );
+        }
+        if let Some(resident) = resident_bytes()
+            && resident >= shed_above
+        {
+            tracing::warn!(
+                resident,
+                shed_above,
+                "the daemon already uses more memory than limits.memory_limit minus \
+                 limits.memory_spike_limit: every ingest request will be shed"
+            );
+        }
         if resident_bytes().is_none() {
             tracing::warn!(
                 limit,
@@ -222,11 +271,13 @@ impl MemoryGuard {
         // One caller reads; the others use the reading it is about to replace.
         if stale
             && self
-                .read_at
-                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .refreshing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         {
+            self.read_at.store(now, Ordering::Release);
             self.refresh(now);
+            self.refreshing.store(false, Ordering::Release);
         }
         self.resident.load(Ordering::Acquire) > self.shed_above
     }
@@ -286,7 +337,6 @@ impl MemoryGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use presage_config::ByteSize;
     use std::sync::atomic::AtomicU64;
 
     #[test]
@@ -363,6 +413,12 @@ mod tests {
         write(inside.path(), "memory/memory.limit_in_bytes", "134217728\n");
         assert_eq!(cgroup_limit_under(inside.path(), own), Some(128 << 20));
         assert_eq!(cgroup_limit_under(inside.path(), "garbage"), None);
+        // A group outside this process' view is not followed out of the mount.
+        write(root, "memory.limit_in_bytes", "1048576\n");
+        assert_eq!(
+            cgroup_limit_under(&root.join("memory"), "4:memory:/../..\n"),
+            None
+        );
     }
 
     #[test]
@@ -391,7 +447,7 @@ mod tests {
     }
 
     #[test]
-    fn the_guard_sheds_above_the_threshold_and_rereads_only_when_stale() {
+    fn the_guard_sheds_above_the_threshold_and_follows_new_readings() {
         let guard = MemoryGuard::with_reader(1000, 800, fake_resident);
         FAKE_RESIDENT.store(700, Ordering::Relaxed);
         assert!(!guard.over());

@@ -26,6 +26,12 @@ fn a_young_memory_is_stretched_toward_a_full_one_but_not_past_it() {
         assert!(s * (total + 1.0).log10() <= full + 1e-12, "{total}: {s}");
         prev = s;
     }
+    // The decayed total after n values: the stretch fades as the memory fills.
+    let total_after = |n: i32| LONG_WINDOW * (1.0 - (1.0 - 1.0 / LONG_WINDOW).powi(n));
+    for (n, most) in [(1_000, 1.09), (2_000, 1.04), (5_000, 1.01)] {
+        let s = young_stretch(total_after(n));
+        assert!(s > 1.0 && s < most, "{n}: {s}");
+    }
 }
 
 /// A flat baseline at 0 with unit residual scale, long enough for `steps` steps.

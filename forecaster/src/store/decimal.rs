@@ -53,11 +53,13 @@ fn to_int(v: f64, places: u32) -> Option<i64> {
     ((m as f64 / p).to_bits() == v.to_bits()).then_some(m)
 }
 
-/// `v` rounded to `digits` significant decimal digits (`storage.significant_digits`), as the
-/// integer over a power of ten that [`encode`] keeps it as; `v` itself when `digits` is 0, for
-/// zero, NaN and infinities, and where the rounding would need a power of ten past 10^22.
+/// `v` rounded to `digits` significant decimal digits (`storage.significant_digits`): an
+/// integer over a power of ten, which [`encode`] keeps as that integer while it is under 2^53.
+/// `v` itself when `digits` is 0; for integers, which are compact already and may be byte
+/// counts or counter values better kept whole; for NaN and infinities; and where the rounding
+/// would need a power of ten past 10^22.
 pub(crate) fn round_significant(v: f64, digits: u8) -> f64 {
-    if digits == 0 || v == 0.0 || !v.is_finite() {
+    if digits == 0 || !v.is_finite() || v.fract() == 0.0 {
         return v;
     }
     // `floor(log10 |v|)` may be one off next to a power of ten; the value then keeps one digit
@@ -322,7 +324,9 @@ mod tests {
     fn values_rounded_to_significant_digits_read_back_exactly_from_decimal_chunks() {
         assert_eq!(round_significant(123.456_789_123, 7), 123.456_8);
         assert_eq!(round_significant(-0.000_123_456_789, 3), -0.000_123);
-        assert_eq!(round_significant(987_654_321.0, 4), 987_700_000.0);
+        assert_eq!(round_significant(987_654_321.5, 4), 987_700_000.0);
+        // Integers are kept whole: a byte count does not lose its last digits.
+        assert_eq!(round_significant(987_654_321.0, 4), 987_654_321.0);
         assert_eq!(round_significant(1.5, 0), 1.5);
         // Left alone: what has no digits to round, and what would need a power of ten past
         // 10^22.
