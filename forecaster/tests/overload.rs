@@ -679,6 +679,25 @@ fn spawn_daemon(dir: &Path, limits: &str) -> Daemon {
     Daemon { peer, http }
 }
 
+/// Waits until the daemon at `http` is ready; returns its metrics then.
+async fn wait_ready(client: &reqwest::Client, http: SocketAddr) -> String {
+    eventually(Duration::from_secs(60), "the daemon to be ready", || {
+        let client = client.clone();
+        async move {
+            let res = client
+                .get(format!("http://{http}/-/ready"))
+                .send()
+                .await
+                .ok()?;
+            if !res.status().is_success() {
+                return None;
+            }
+            metrics_text(&client, http).await
+        }
+    })
+    .await
+}
+
 /// Series per large request, each with a label value of [`PAD`] bytes of noise: about 3.9 MB
 /// of protobuf per request (under the test's 4 MiB body limit), barely compressible.
 const LARGE_SERIES: usize = 1900;
@@ -774,18 +793,7 @@ async fn memory_stays_within_the_bound_under_a_flood_of_large_requests() {
     );
     let http = daemon.http;
     let client = client();
-    eventually(Duration::from_secs(60), "the daemon to be ready", || {
-        let client = client.clone();
-        async move {
-            let res = client
-                .get(format!("http://{http}/-/ready"))
-                .send()
-                .await
-                .ok()?;
-            res.status().is_success().then_some(())
-        }
-    })
-    .await;
+    wait_ready(&client, http).await;
     daemon.peer.assert_running();
     let pid = daemon.peer.child.id();
     let http_client = unpooled_client();
@@ -917,21 +925,7 @@ async fn memory_stays_within_the_memory_limit_while_new_series_flood_in() {
     );
     let http = daemon.http;
     let client = client();
-    let text = eventually(Duration::from_secs(60), "the daemon to be ready", || {
-        let client = client.clone();
-        async move {
-            let res = client
-                .get(format!("http://{http}/-/ready"))
-                .send()
-                .await
-                .ok()?;
-            if !res.status().is_success() {
-                return None;
-            }
-            metrics_text(&client, http).await
-        }
-    })
-    .await;
+    let text = wait_ready(&client, http).await;
     assert_eq!(
         sample_value(&text, "presage_memory_limit_bytes{bound=\"limit\"} "),
         Some((LIMIT_MIB << 20) as f64)
