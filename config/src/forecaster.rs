@@ -385,9 +385,9 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// Resident memory the daemon keeps within. While it uses more than `memory_limit -
     /// memory_spike_limit`, every ingest request is shed (HTTP 429, gRPC `RESOURCE_EXHAUSTED`,
-    /// reason `memory`); queries, health checks and `/metrics` keep being served. `"auto"` (the default) is 90% of the memory
-    /// limit of the container (cgroup) when it has one, and no bound otherwise; `"none"` turns
-    /// it off.
+    /// reason `memory`); queries, health checks and `/metrics` keep being served. `"auto"`
+    /// (the default) is 90% of the memory limit of the process' cgroup (a container's, or
+    /// systemd's `MemoryMax=`) when it has one, and no bound otherwise; `"none"` turns it off.
     pub memory_limit: MemoryLimit,
     /// Room kept below `memory_limit` for work already admitted when shedding starts: what
     /// the requests in flight still allocate while they are decoded and stored. Default: 20%

@@ -7,7 +7,7 @@
 //! Queries, probes and `/metrics` are never shed.
 //!
 //! The resident set is read from `/proc/self/statm` at most every [`READ_EVERY`], by whichever
-//! request asks first, so the check costs an atomic load on the hot path.
+//! request asks first, so a check otherwise costs a clock read and an atomic load.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -216,23 +216,21 @@ impl MemoryGuard {
                  kernel may stop the daemon before it sheds ingest"
             );
         }
-        if let Some(resident) = resident_bytes()
-            && resident >= shed_above
-        {
-            tracing::warn!(
-                resident,
-                shed_above,
-                "the daemon already uses more memory than limits.memory_limit minus \
-                 limits.memory_spike_limit: every ingest request will be shed"
-            );
-        }
-        if resident_bytes().is_none() {
+        let Some(resident) = resident_bytes() else {
             tracing::warn!(
                 limit,
                 "limits.memory_limit is set but this system does not report the resident \
                  memory of a process (/proc/self/statm); it is not enforced"
             );
             return Ok(None);
+        };
+        if resident >= shed_above {
+            tracing::warn!(
+                resident,
+                shed_above,
+                "the daemon already uses more memory than limits.memory_limit minus \
+                 limits.memory_spike_limit: every ingest request will be shed"
+            );
         }
         match source {
             LimitSource::Configured => tracing::info!(

@@ -130,8 +130,9 @@ impl Admission {
     /// The limits of `app`'s configuration, published through its telemetry.
     ///
     /// # Errors
-    /// When `limits.memory_spike_limit` does not fit under a memory limit derived from the
-    /// container's (a configured limit is checked when the configuration is loaded).
+    /// When a memory limit derived from the container's (`limits.memory_limit = "auto"`) is
+    /// under 32 MiB or not above `limits.memory_spike_limit`; a configured limit is checked
+    /// when the configuration is loaded.
     pub fn for_app(app: &crate::app::App) -> Result<Arc<Self>, String> {
         let l = &app.config.limits;
         let (max_requests, max_bytes) = (

@@ -56,7 +56,7 @@ impl OtlpGrpc {
     /// The services, with ingest limits of their own.
     ///
     /// # Panics
-    /// When `limits.memory_spike_limit` is not below a memory limit derived from the container's;
+    /// When the memory limit derived from the container's is unusable (see `Admission::for_app`);
     /// the daemon checks that when it starts.
     pub fn new(app: Arc<App>) -> Self {
         let admission =

@@ -60,7 +60,7 @@ impl Format {
 /// [`router_with_admission`] for limits shared with the other listeners).
 ///
 /// # Panics
-/// When `limits.memory_spike_limit` is not below a memory limit derived from the container's;
+/// When the memory limit derived from the container's is unusable (see `Admission::for_app`);
 /// the daemon checks that when it starts.
 pub fn router(app: Arc<App>) -> Router {
     let admission = Admission::for_app(&app).expect("the memory limit of a checked configuration");
