@@ -4,8 +4,9 @@
 //! and are parsed with promql-parser. Regular expressions are anchored at both ends, as in
 //! Prometheus. A label that is absent matches as the empty string.
 
+use presage_config::promql::parse_selector_expr;
 use promql_parser::label::MatchOp;
-use promql_parser::parser::{self, Expr};
+use promql_parser::parser::Expr;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
@@ -256,11 +257,11 @@ impl Selector {
         // promql-parser, like Prometheus, refuses selectors whose matchers all match the empty
         // string (`{severity!="info"}`); as alert matchers those are fine, so parse them with
         // a placeholder matcher that is then dropped.
-        let expr = match parser::parse(trimmed) {
+        let expr = match parse_selector_expr(trimmed) {
             Ok(e) => e,
             Err(e) if trimmed.starts_with('{') && e.contains("non-empty matcher") => {
                 let padded = format!("{{{PLACEHOLDER}=\"x\",{}", &trimmed[1..]);
-                parser::parse(&padded).map_err(|_| err(e))?
+                parse_selector_expr(&padded).map_err(|_| err(e))?
             }
             Err(e) => return Err(err(e)),
         };

@@ -783,7 +783,7 @@ fn validate_backfill(cfg: &ForecasterConfig, p: &mut Vec<Problem>) {
 
 /// Checks that `text` is a PromQL series selector (`metric{label="v"}`).
 pub(crate) fn check_selector(text: &str) -> Result<(), String> {
-    match promql_parser::parser::parse(text) {
+    match crate::promql::parse_selector_expr(text) {
         Ok(promql_parser::parser::Expr::VectorSelector(_)) => Ok(()),
         Ok(_) => Err(format!(
             "`{text}` is not a series selector: expected `metric{{label=\"value\"}}`"

@@ -19,6 +19,7 @@ mod alerting;
 mod error;
 mod forecaster;
 mod load;
+pub mod promql;
 pub mod tls;
 mod units;
 

@@ -399,7 +399,7 @@ concurrency = 0
         vec![
             "2:1: `backfill[0].prometheus`: `prometheus:9090` must start with http:// or https://"
                 .to_string(),
-            "3:16: `backfill[0].match[1]`: `rate(x[5m])` is not a series selector: expected `metric{label=\"value\"}`".to_string(),
+            "3:16: `backfill[0].match[1]`: invalid selector `rate(x[5m])`: it is not a series selector: offset, @ and range modifiers are not supported here".to_string(),
             "4:1: `backfill[0].range`: 30days is longer than storage.retention (14days): older samples would be refused".to_string(),
             "5:1: `backfill[0].step`: must be at most model.step (1m): coarser history leaves gaps between the steps the model fits on".to_string(),
             "6:1: `backfill[0].concurrency`: must be between 1 and 64, got 0".to_string(),

@@ -1218,7 +1218,7 @@ pub fn parse_base_url(text: &str) -> Result<Url, String> {
 
 /// Checks a PromQL series selector (`metric{label="value"}`).
 pub fn parse_selector(text: &str) -> Result<String, String> {
-    match promql_parser::parser::parse(text) {
+    match presage_config::promql::parse_selector_expr(text) {
         Ok(promql_parser::parser::Expr::VectorSelector(_)) => Ok(text.to_string()),
         Ok(_) => Err(format!(
             "`{text}` is not a series selector: expected `metric{{label=\"value\"}}`"

@@ -482,12 +482,28 @@ async fn bad_sources_fail_clearly_with_nonzero_exit() {
             "--prometheus",
             &url,
             "--match",
-            "up offset 5m",
+            // Go's regular expressions refuse repeat counts over 1000; Rust's take them.
+            "up{job=~\"a{1001}\"}",
             "--to",
             &to,
         ],
         1,
         &["listing the series: Prometheus answered 400 Bad Request: bad_data:"],
+    )
+    .await;
+    // An offset is refused before anything is asked.
+    refused(
+        &[
+            "backfill",
+            "--prometheus",
+            &url,
+            "--match",
+            "up offset 5m",
+            "--to",
+            &to,
+        ],
+        2,
+        &["offset, @ and range modifiers are not supported"],
     )
     .await;
     // And a selector nothing matches is not a silent success.

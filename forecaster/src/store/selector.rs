@@ -1,7 +1,8 @@
 //! PromQL series selectors (`metric{label="v",other=~"re.*"}`), parsed with promql-parser.
 
+use presage_config::promql::parse_selector_expr;
 use promql_parser::label::{MatchOp, Matcher};
-use promql_parser::parser::{self, Expr};
+use promql_parser::parser::Expr;
 
 use crate::ingest::METRIC_NAME_LABEL;
 
@@ -21,7 +22,8 @@ impl Selector {
         if text.is_empty() {
             return Err("empty series selector".into());
         }
-        let expr = parser::parse(text).map_err(|e| format!("invalid selector `{text}`: {e}"))?;
+        let expr =
+            parse_selector_expr(text).map_err(|e| format!("invalid selector `{text}`: {e}"))?;
         let Expr::VectorSelector(vs) = expr else {
             return Err(format!(
                 "`{text}` is not a series selector: expected `metric{{label=\"value\"}}`"
