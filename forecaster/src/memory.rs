@@ -183,7 +183,9 @@ impl MemoryGuard {
     /// The guard `limits` asks for, or `None` without a bound (or where the resident set
     /// cannot be read). Logs what was chosen.
     pub fn from_config(limits: &LimitsConfig) -> Result<Option<Self>, String> {
-        let container = cgroup_memory_limit();
+        let container = (limits.memory_limit != MemoryLimit::None)
+            .then(cgroup_memory_limit)
+            .flatten();
         let Some((limit, source)) = resolve_limit(limits, container) else {
             if limits.memory_spike_limit.is_some() {
                 tracing::warn!(

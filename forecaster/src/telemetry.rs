@@ -86,6 +86,13 @@ fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCoun
     c
 }
 
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
+    register(r, Box::new(g.clone()));
+    g
+}
+
 fn register(r: &Registry, c: Box<dyn prometheus::core::Collector>) {
     // Registration only fails on duplicate or malformed definitions, which are programming
     // errors caught by the tests.
@@ -175,15 +182,12 @@ impl Telemetry {
             "presage_log_records_evicted_total",
             "Buffered log records pushed out by newer ones (limits.log_records_per_stream).",
         );
-        let memory = IntGaugeVec::new(
-            Opts::new(
-                "presage_store_memory_bytes",
-                "Estimated memory of the series store by part, measured by walking it.",
-            ),
+        let memory = gauge_vec(
+            &r,
+            "presage_store_memory_bytes",
+            "Estimated memory of the series store by part, measured by walking it.",
             &["part"],
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        register(&r, Box::new(memory.clone()));
+        );
         let bytes_per_series = gauge(
             "presage_store_bytes_per_series",
             "Store memory per series, history included.",
@@ -288,7 +292,7 @@ impl Telemetry {
             "Ingest requests shed at once (HTTP 429, gRPC RESOURCE_EXHAUSTED) because the \
              ingest limits were reached, by listener and reason (concurrent_requests: \
              limits.max_concurrent_ingest_requests, inflight_bytes: \
-             limits.max_inflight_ingest_bytes).",
+             limits.max_inflight_ingest_bytes, memory: limits.memory_limit).",
             &["listener", "reason"],
         );
         for listener in ["http", "otlp_http", "otlp_grpc"] {
@@ -296,15 +300,12 @@ impl Telemetry {
                 ingest_shed.with_label_values(&[listener, reason.as_str()]);
             }
         }
-        let open_connections = IntGaugeVec::new(
-            Opts::new(
-                "presage_open_connections",
-                "Connections open now, by listener (at most limits.max_connections each).",
-            ),
+        let open_connections = gauge_vec(
+            &r,
+            "presage_open_connections",
+            "Connections open now, by listener (at most limits.max_connections each).",
             &["listener"],
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        register(&r, Box::new(open_connections.clone()));
+        );
         let connection_limit_waits = counter_vec(
             &r,
             "presage_connection_limit_waits_total",
@@ -333,16 +334,13 @@ impl Telemetry {
             "presage_ingest_inflight_bytes_limit",
             "The configured limit limits.max_inflight_ingest_bytes.",
         );
-        let memory_limit = IntGaugeVec::new(
-            Opts::new(
-                "presage_memory_limit_bytes",
-                "limits.memory_limit resolved (bound=\"limit\") and the resident memory above \
-                 which ingest is shed (bound=\"shed\"); absent without a limit.",
-            ),
+        let memory_limit = gauge_vec(
+            &r,
+            "presage_memory_limit_bytes",
+            "limits.memory_limit resolved (bound=\"limit\") and the resident memory above \
+             which ingest is shed (bound=\"shed\"); absent without a limit.",
             &["bound"],
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        register(&r, Box::new(memory_limit.clone()));
+        );
         Self {
             memory_limit,
             open_connections,
